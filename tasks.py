@@ -1,0 +1,94 @@
+"""wheelforge tasks: `invoke --list` shows them, `invoke --help TASK` their options.
+
+Thin by design: each task parses its options and calls one function of the
+wheelforge package (wheelforge/app.py and friends), where the logic lives.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection, task
+
+from wheelforge import app
+
+RECIPES = "recipe directory (default: recipes/; the demo set: demo/recipes)"
+CELLS = "comma-separated globs over cell ids, e.g. '*gfx942*ckfree' (default: all)"
+CHANNEL = "stable (recipe pins) or nightly (branch heads); default: every channel"
+COMMON = {
+    "recipes": RECIPES, "cells": CELLS, "channel": CHANNEL,
+    "recipe": "use another recipe file for a component: NAME=FILE (repeatable)",
+    "git_rewrite": "fetch URLs starting with ORIGINAL from MIRROR: MIRROR=ORIGINAL (repeatable)",
+}
+
+
+@task(help={**COMMON, "json": "print the plan and bake definition as JSON",
+            "list": "print only the selected cell ids"}, iterable=["recipe", "git_rewrite"])
+@app.guarded
+def plan(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None,
+         json=False, list=False):
+    """Show what `invoke wheels` would build: sources, keys, bake definition."""
+    ins = app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ())
+    if list:
+        for cell in app.matrix_include(ins, channel=channel, cells=cells)["include"]:
+            print(cell["cell"])
+        return
+    p = app.planning.make_plan(ins, channel=channel, cells_glob=cells)
+    print(app.show_plan(p, app.build_options(), as_json=json))
+
+
+@task(help={"recipes": RECIPES, "cells": CELLS, "channel": CHANNEL, "recipe": COMMON["recipe"],
+            "json": "print JSON (GitHub Actions matrix include form)"}, iterable=["recipe"])
+@app.guarded
+def matrix(c, recipes=None, channel=None, cells=None, recipe=None, json=False):
+    """Print the selected matrix cells (for CI: `invoke matrix --json`)."""
+    import json as _json
+
+    include = app.matrix_include(app.inputs(recipes=recipes, recipe=recipe or ()),
+                                 channel=channel, cells=cells)
+    print(_json.dumps(include) if json else "\n".join(i["cell"] for i in include["include"]))
+
+
+@task(help={**COMMON,
+            "only": "build only this component and what it needs (repeatable)",
+            "src": "build a component from a local checkout: NAME=PATH (repeatable)",
+            "max_jobs": "compile jobs per component (default: from cores and memory)",
+            "ca_bundle": "CA bundle for TLS in builds, as a BuildKit secret "
+                         "(default: auto = the host's; 'none' to disable)",
+            "cache_from": "BuildKit cache source, e.g. type=registry,ref=REG/cache (repeatable)",
+            "cache_to": "BuildKit cache export, e.g. type=registry,ref=REG/cache,mode=max",
+            "builder": "buildx builder to run on (default: the current one)"},
+      iterable=["recipe", "git_rewrite", "src", "only", "cache_from", "cache_to"])
+@app.guarded
+def wheels(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None, only=None,
+           src=None, max_jobs=None, ca_bundle="auto", cache_from=None, cache_to=None,
+           builder=None):
+    """Build the wheel sets of the selected cells into wheels/<cell>/."""
+    from wheelforge import pipeline
+
+    pipeline.wheels(app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite
+                               or (), src=src or (), only=only or ()),
+                    channel=channel, cells=cells, builder=builder,
+                    options=app.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle,
+                                              cache_from=cache_from or (),
+                                              cache_to=cache_to or ()))
+
+
+@task(help={"recipes": RECIPES})
+@app.guarded
+def base_images(c, recipes="demo/recipes"):
+    """Make the base images a recipe set needs that no registry can give (debootstrap)."""
+    from wheelforge import pipeline
+
+    pipeline.base_images(app.inputs(recipes=recipes))
+
+
+@task
+@app.guarded
+def demo_sources(c):
+    """Create the demo's local git repositories (deterministic commits)."""
+    from wheelforge import demo
+
+    for name, commit in demo.make_repos().items():
+        print(f"{name} {commit}")
+
+
+ns = Collection(plan, matrix, wheels, base_images, demo_sources)

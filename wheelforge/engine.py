@@ -1,0 +1,208 @@
+"""Every call to the Docker engine and buildx goes through this module.
+
+Commands are argument lists, never shell strings. Builds run with
+`--progress=rawjson`, so that progress, cache hits, durations and the one
+`wheelforge-error:` line of a failing step can be read per bake target.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+
+DOCKER = os.environ.get("WHEELFORGE_DOCKER", "docker")
+ERROR_MARK = "wheelforge-error:"
+
+
+def docker(args: Sequence[str], *, check: bool = True, input: bytes | None = None,
+           timeout: float | None = None, what: str = "") -> subprocess.CompletedProcess:
+    """Run `docker ARGS`; on failure raise one line with docker's last message."""
+    if shutil.which(DOCKER) is None:
+        raise UserError(f"{DOCKER}: not found; run ci/setup-host.sh (or install Docker)")
+    try:
+        proc = subprocess.run([DOCKER, *args], input=input, capture_output=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"docker {args[0]} {what} timed out after {timeout}s") from None
+    if check and proc.returncode != 0:
+        raise UserError(f"docker {' '.join(args[:2])} {what}failed: {last_line(proc.stderr)}")
+    return proc
+
+
+def last_line(data: bytes | str) -> str:
+    text = data.decode(errors="replace") if isinstance(data, bytes) else data
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def reachable() -> bool:
+    try:
+        return docker(["info", "--format", "{{.ServerVersion}}"], check=False,
+                      timeout=20).returncode == 0
+    except UserError:
+        return False
+
+
+def has_buildx() -> bool:
+    return docker(["buildx", "version"], check=False, timeout=20).returncode == 0
+
+
+def image_exists(ref: str) -> bool:
+    return docker(["image", "inspect", ref], check=False).returncode == 0
+
+
+def image_inspect(ref: str) -> dict:
+    out = docker(["image", "inspect", ref], what=f"{ref} ").stdout
+    return json.loads(out)[0]
+
+
+def image_size(ref: str) -> int:
+    return int(image_inspect(ref).get("Size", 0))
+
+
+def image_id(ref: str) -> str:
+    return image_inspect(ref)["Id"]
+
+
+# ---- builds with progress ---------------------------------------------------
+
+
+@dataclass
+class Vertex:
+    digest: str
+    name: str = ""
+    started: str | None = None
+    completed: str | None = None
+    cached: bool = False
+    error: str = ""
+    logs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuildResult:
+    ok: bool
+    vertices: dict[str, Vertex]
+    error: str  # the buildx error, if any
+    seconds: float
+
+    def find(self, needle: str) -> list[Vertex]:
+        return [v for v in self.vertices.values() if needle in v.name]
+
+    def marked_error(self) -> str | None:
+        """The `wheelforge-error:` line a failing step printed, if any."""
+        for vertex in self.vertices.values():
+            for line in vertex.logs:
+                if ERROR_MARK in line:
+                    return line.split(ERROR_MARK, 1)[1].strip()
+        return None
+
+    def failed_log_tail(self, lines: int = 40) -> list[str]:
+        """The last lines of output of the step that failed, for the user to read."""
+        for vertex in self.vertices.values():
+            if vertex.error and vertex.logs:
+                return vertex.logs[-lines:]
+        return []
+
+
+def _read_rawjson(stream, on_vertex: Callable[[Vertex], None]) -> dict[str, Vertex]:
+    vertices: dict[str, Vertex] = {}
+    decoder = json.JSONDecoder()
+    buffer = ""
+    partial: dict[str, str] = {}
+    for chunk in iter(lambda: stream.read1(65536) if hasattr(stream, "read1") else
+                      stream.read(65536), b""):
+        buffer += chunk.decode(errors="replace")
+        while True:
+            text = buffer.lstrip()
+            if not text:
+                buffer = ""
+                break
+            if not text.startswith("{"):  # a plain line from buildx itself
+                line, _, rest = text.partition("\n")
+                if not _:
+                    buffer = text
+                    break
+                vertices.setdefault("buildx", Vertex("buildx")).logs.append(line)
+                buffer = rest
+                continue
+            try:
+                obj, end = decoder.raw_decode(text)
+            except ValueError:
+                buffer = text
+                break
+            buffer = text[end:]
+            for raw in obj.get("vertexes") or []:
+                v = vertices.setdefault(raw["digest"], Vertex(raw["digest"]))
+                v.name = raw.get("name", v.name)
+                v.started = raw.get("started", v.started)
+                done = raw.get("completed")
+                v.cached = bool(raw.get("cached", v.cached))
+                v.error = raw.get("error", v.error) or ""
+                if done and not v.completed:
+                    v.completed = done
+                    on_vertex(v)
+                elif raw.get("started") and not done:
+                    on_vertex(v)
+            for log in obj.get("logs") or []:
+                v = vertices.setdefault(log["vertex"], Vertex(log["vertex"]))
+                text_ = partial.pop(log["vertex"], "") + base64.b64decode(
+                    log.get("data", "")).decode(errors="replace")
+                *lines, rest = text_.split("\n")
+                v.logs.extend(lines)
+                if rest:
+                    partial[log["vertex"]] = rest
+    for digest, rest in partial.items():
+        vertices[digest].logs.append(rest)
+    return vertices
+
+
+def run_build(args: Sequence[str], *, on_vertex: Callable[[Vertex], None] = lambda v: None,
+              env: dict[str, str] | None = None) -> BuildResult:
+    """Run a `docker buildx ...` build command with rawjson progress and parse it."""
+    started = time.monotonic()
+    cmd = [DOCKER, "buildx", *args, "--progress=rawjson"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
+    try:
+        vertices = _read_rawjson(proc.stdout, on_vertex)
+        code = proc.wait()
+    except BaseException:
+        proc.terminate()  # an interrupted build must not outlive us
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    errors = [ln for ln in vertices.get("buildx", Vertex("")).logs if "ERROR" in ln or
+              "error" in ln.lower()]
+    return BuildResult(ok=code == 0, vertices=vertices,
+                       error=errors[-1] if errors else ("" if code == 0 else f"exit {code}"),
+                       seconds=time.monotonic() - started)
+
+
+def bake(definition: dict, targets: Sequence[str], *, workdir: Path,
+         on_vertex: Callable[[Vertex], None] = lambda v: None,
+         env: dict[str, str] | None = None, builder: str | None = None) -> BuildResult:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=workdir, delete=False) as f:
+        json.dump(definition, f, indent=1)
+    try:
+        where = ["--builder", builder] if builder else []
+        return run_build(["bake", *where, "-f", f.name, *targets], on_vertex=on_vertex, env=env)
+    finally:
+        os.unlink(f.name)
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

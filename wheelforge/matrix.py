@@ -1,0 +1,228 @@
+"""The build matrix: channels x stacks x Python x arch sets x variants, as data.
+
+`recipes/matrix.yaml` declares each axis; every combination is a `Cell` with a
+stable id `{channel}-{stack}-py{python}-{arch}-{variant}` (like cibuildwheel's
+build identifiers), and users select cells with shell-style globs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import schema
+from .errors import UserError, did_you_mean
+from .schema import Where
+from .yamlsource import load
+
+CHANNELS = ("stable", "nightly")
+PYTHON_RE = re.compile(r"^3\.[0-9]{1,2}$")
+IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stack:
+    name: str
+    build_image: str
+    runtime_image: str
+    builder_apt: tuple[str, ...]
+    runtime_apt: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    id: str
+    channel: str
+    stack: Stack
+    python: str
+    arch: str  # the arch set's name
+    archs: tuple[str, ...]  # its members
+    variant: str
+    variables: tuple[tuple[str, str], ...]  # every placeholder value for recipes' env
+    runner: tuple[str, ...]
+
+    def var(self) -> dict[str, str]:
+        return dict(self.variables)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Matrix:
+    file: str
+    channels: tuple[str, ...]
+    stacks: tuple[Stack, ...]
+    pythons: tuple[str, ...]
+    known_archs: tuple[str, ...]
+    archs: tuple[tuple[str, tuple[str, ...]], ...]
+    variants: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+    runners: tuple[tuple[str, tuple[str, ...]], ...]
+    repository: str  # image repository name (without registry host)
+    variant_variables: frozenset[str]
+    git_rewrites: tuple[str, ...] = ()  # MIRROR=ORIGINAL; {root} is the repository root
+
+    @property
+    def default_arch(self) -> str:
+        return self.archs[0][0]
+
+    @property
+    def default_variant(self) -> str:
+        return self.variants[0][0]
+
+    def cells(self, channel: str | None = None) -> list[Cell]:
+        out = []
+        for ch in self.channels if channel is None else (channel,):
+            for stack in self.stacks:
+                for python in self.pythons:
+                    for arch, members in self.archs:
+                        for variant, vars_ in self.variants:
+                            values = {
+                                "archs": ";".join(members), "archs_comma": ",".join(members),
+                                "arch": arch, "python": python, "stack": stack.name,
+                                "channel": ch, "variant": variant, **dict(vars_),
+                            }
+                            out.append(Cell(
+                                id=f"{ch}-{stack.name}-py{python}-{arch}-{variant}",
+                                channel=ch, stack=stack, python=python, arch=arch,
+                                archs=members, variant=variant,
+                                variables=tuple(sorted(values.items())),
+                                runner=dict(self.runners).get(arch, ()),
+                            ))
+        return out
+
+    def select(self, patterns: str | None, channel: str | None = None) -> list[Cell]:
+        """Cells of `channel` (all channels if None) whose id matches a glob in `patterns`.
+
+        `patterns` is a comma-separated list of globs; None or '' selects every cell.
+        A glob that matches nothing is an error, so a typo never builds nothing.
+        """
+        if channel is not None and channel not in self.channels:
+            raise UserError(f"--channel {channel}: unknown channel"
+                            f"{did_you_mean(channel, self.channels)}; "
+                            f"choose from {', '.join(self.channels)}")
+        cells = self.cells(channel)
+        if not patterns:
+            return cells
+        chosen: list[Cell] = []
+        for pattern in (p.strip() for p in patterns.split(",")):
+            if not pattern:
+                continue
+            hits = [c for c in cells if fnmatch.fnmatchcase(c.id, pattern)]
+            if not hits:
+                ids = [c.id for c in cells]
+                raise UserError(f"--cells {pattern}: matches no cell{did_you_mean(pattern, ids)};"
+                                f" `invoke plan --list` shows the cell ids")
+            chosen.extend(c for c in hits if c not in chosen)
+        return chosen
+
+
+def load_matrix(path: Path, *, display: str) -> Matrix:
+    data = load(path, display=display)
+    top = Where(display, data)
+    schema.check_keys(top, {"channels", "stacks", "python", "known_archs", "archs", "variants",
+                            "runners", "repository", "git_rewrites"},
+                      required=("channels", "stacks", "python", "known_archs", "archs",
+                                "variants", "repository"))
+    channels = schema.string_list(top, "channels", pattern=schema.NAME_RE, what="channel")
+    for i, ch in enumerate(channels):
+        if ch not in CHANNELS:
+            raise top.child("channels").fail(i, f"unknown channel {ch!r}"
+                                                f"{did_you_mean(ch, CHANNELS)}; channels are "
+                                                f"{' and '.join(CHANNELS)}")
+    pythons = schema.string_list(top, "python", pattern=PYTHON_RE, what="Python version (3.N)")
+    known = schema.string_list(top, "known_archs", pattern=schema.NAME_RE, what="arch name")
+    archs = _archs(top, known)
+    variants = _variants(top)
+    stacks = _stacks(top)
+    runners = _runners(top, [a for a, _ in archs])
+    for key, items in (("channels", channels), ("python", pythons)):
+        if not items:
+            raise top.fail(key, "must list at least one value")
+    return Matrix(
+        file=display, channels=channels, stacks=stacks, pythons=pythons, known_archs=known,
+        archs=archs, variants=variants, runners=runners,
+        repository=schema.string(top, "repository", required=True, pattern=IMAGE_RE,
+                                 what="image repository"),
+        variant_variables=frozenset(k for _, vs in variants for k, _ in vs),
+        git_rewrites=schema.string_list(top, "git_rewrites"),
+    )
+
+
+def _archs(top: Where, known: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    node = schema.mapping(top, "archs", required=True)
+    out = []
+    for name in node.node:
+        if not schema.NAME_RE.match(name):
+            raise node.fail(name, "arch set names are lowercase letters, digits, . _ + -")
+        members = schema.string_list(node, name, pattern=schema.NAME_RE, what="arch name")
+        if not members:
+            raise node.fail(name, "lists no arch; add at least one (e.g. [gfx942])")
+        for i, arch in enumerate(members):
+            if arch not in known:
+                raise node.child(name).fail(i, f"unknown arch {arch!r}{did_you_mean(arch, known)};"
+                                               f" known archs: {', '.join(known)}")
+        out.append((name, members))
+    if not out:
+        raise top.fail("archs", "declares no arch set")
+    return tuple(out)
+
+
+def _variants(top: Where) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    node = schema.mapping(top, "variants", required=True)
+    out = []
+    names: set[str] | None = None
+    for name in node.node:
+        if not schema.NAME_RE.match(name):
+            raise node.fail(name, "variant names are lowercase letters, digits, . _ + -")
+        variant = schema.mapping(node, name, required=True)
+        schema.check_keys(variant, {"description", "vars"})
+        vars_node = schema.mapping(variant, "vars")
+        pairs = []
+        for key, value in (vars_node.node.items() if vars_node else ()):
+            if not re.match(r"^[a-z_][a-z0-9_]*$", key):
+                raise vars_node.fail(key, "variable names are lowercase letters, digits and _")
+            pairs.append((key, schema.string(vars_node, key)))
+        if names is not None and names != {k for k, _ in pairs}:
+            raise node.fail(name, f"must set the same vars as the first variant "
+                                  f"({', '.join(sorted(names)) or 'none'})")
+        names = {k for k, _ in pairs}
+        out.append((name, tuple(sorted(pairs))))
+    if not out:
+        raise top.fail("variants", "declares no variant")
+    return tuple(out)
+
+
+def _stacks(top: Where) -> tuple[Stack, ...]:
+    node = schema.mapping(top, "stacks", required=True)
+    out = []
+    for name in node.node:
+        if not schema.NAME_RE.match(name):
+            raise node.fail(name, "stack names are lowercase letters, digits, . _ + -")
+        stack = schema.mapping(node, name, required=True)
+        schema.check_keys(stack, {"build_image", "runtime_image", "builder_apt", "runtime_apt"},
+                          required=("build_image", "runtime_image"))
+        out.append(Stack(
+            name=name,
+            build_image=schema.string(stack, "build_image", pattern=IMAGE_RE, what="image"),
+            runtime_image=schema.string(stack, "runtime_image", pattern=IMAGE_RE, what="image"),
+            builder_apt=schema.string_list(stack, "builder_apt", pattern=schema.NAME_RE,
+                                           what="apt package"),
+            runtime_apt=schema.string_list(stack, "runtime_apt", pattern=schema.NAME_RE,
+                                           what="apt package"),
+        ))
+    if not out:
+        raise top.fail("stacks", "declares no stack")
+    return tuple(out)
+
+
+def _runners(top: Where, arch_names: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    node = schema.mapping(top, "runners")
+    if node is None:
+        return ()
+    out = []
+    for name in node.node:
+        if name not in arch_names:
+            raise node.fail(name, f"no arch set named {name!r}{did_you_mean(name, arch_names)}")
+        out.append((name, schema.string_list(node, name, pattern=schema.NAME_RE,
+                                             what="runner label")))
+    return tuple(out)

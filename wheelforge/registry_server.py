@@ -1,0 +1,257 @@
+"""A real loopback registry for tests and local runs, and a fault injector.
+
+``start(root)`` runs Debian's ``docker-registry`` (CNCF distribution 2.8, installed by
+``ci/setup-host.sh``) on 127.0.0.1 with filesystem storage under ``root`` and deletion
+enabled, in its own process group, and waits (bounded) until ``/v2/`` answers.
+
+``serve_errors(status=...)`` is not a registry: it is a loopback HTTP server that answers
+every request with one 5xx status, or accepts connections and never answers, so the
+client's retries and its final error line can be checked against a misbehaving host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from wheelforge.errors import UserError
+
+BINARY = "docker-registry"
+_READY_SECONDS = 20.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryServer:
+    """A running ``docker-registry serve``; ``.host`` is ``127.0.0.1:PORT``."""
+
+    host: str
+    root: Path
+    config: Path
+    log: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def stop(self) -> None:
+        """Terminate the registry's process group and wait for it (idempotent)."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def write_config(
+    root: Path, port: int, *, auth: Mapping[str, Mapping[str, str]] | None = None
+) -> Path:
+    """Write the registry's config.yml under ``root`` and return its path."""
+    storage = root / "storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "version: 0.1",
+        "log:",
+        "  level: warn",
+        "  accesslog:",
+        "    disabled: true",
+        "storage:",
+        "  filesystem:",
+        f"    rootdirectory: {storage}",
+        "  delete:",
+        "    enabled: true",
+        "http:",
+        f"  addr: 127.0.0.1:{port}",
+        f"  secret: {secrets.token_hex(16)}",  # upload-state HMAC; random per run
+    ]
+    if auth:
+        lines.append("auth:")
+        for kind, options in auth.items():
+            lines.append(f"  {kind}:")
+            lines += [f"    {key}: {json.dumps(str(value))}" for key, value in options.items()]
+    config = root / "config.yml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config
+
+
+def start(
+    root: Path,
+    port: int | None = None,
+    *,
+    auth: Mapping[str, Mapping[str, str]] | None = None,
+    binary: str = BINARY,
+) -> RegistryServer:
+    """Start ``docker-registry serve`` on 127.0.0.1 and wait until ``/v2/`` answers.
+
+    ``auth`` is the config's ``auth`` section, e.g. ``{"htpasswd": {"realm": "wf", "path":
+    "/tmp/htpasswd"}}`` for Basic auth (bcrypt lines) or ``{"token": {...}}`` for Bearer.
+    """
+    exe = shutil.which(binary)
+    if exe is None:
+        raise UserError(
+            f"{binary} is not installed, so no loopback registry can start under {root}; "
+            "run `sudo ci/setup-host.sh` (or `apt-get install -y docker-registry`)"
+        )
+    root = Path(root).resolve()
+    port = port or free_port()
+    config = write_config(root, port, auth=auth)
+    log = root / "registry.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [exe, "serve", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = RegistryServer(
+        host=f"127.0.0.1:{port}", root=root, config=config, log=log, process=process
+    )
+    try:
+        _wait_ready(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: RegistryServer) -> None:
+    """Poll ``/v2/`` until it answers (any HTTP status), the process exits, or time runs out."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + _READY_SECONDS
+    while True:
+        if server.process.poll() is not None:
+            tail = _tail(server.log)
+            raise UserError(
+                f"docker-registry exited with status {server.process.returncode} on "
+                f"{server.host} ({tail}); see {server.log}"
+            )
+        try:
+            with opener.open(f"http://{server.host}/v2/", timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered, e.g. 401 when auth is on
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise UserError(
+                f"docker-registry on {server.host} did not answer /v2/ within "
+                f"{_READY_SECONDS:g}s; see {server.log}"
+            )
+        time.sleep(0.05)
+
+
+def _tail(log: Path) -> str:
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " ".join(lines[-1].split())[:200] if lines else "no output"
+
+
+class FaultServer:
+    """A loopback HTTP server that fails every request; see ``serve_errors``."""
+
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+        self._lock = threading.Lock()
+        self._count = 0
+        self._release = threading.Event()
+        fault = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def handle(self) -> None:
+                fault._hit()
+                if fault.status is None:
+                    fault._release.wait()  # accept, never answer
+                    return
+                super().handle()
+
+            def _fail(self) -> None:
+                body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+                self.send_response(fault.status or 500)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+                self.close_connection = True
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = _fail
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _hit(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    @property
+    def connections(self) -> int:
+        """How many connections (one per client attempt) it has accepted."""
+        with self._lock:
+            return self._count
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve_errors(*, status: int | None = 500) -> FaultServer:
+    """Answer every request with ``status`` (e.g. 500, 503); ``None``: accept, never answer."""
+    if status is not None and not 500 <= status <= 599:
+        raise UserError(f"serve_errors(status={status}) injects 5xx faults only; use 500-599")
+    return FaultServer(status)

@@ -1,0 +1,209 @@
+"""Command line: choose checks, run them, print the table, write the JSON report.
+
+Exit status: 0 nothing failed, 1 a check failed, 2 a usage error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
+
+from . import inputs
+from .checks_components import (
+    check_aiter,
+    check_atom,
+    check_flydsl,
+    check_manifest,
+    check_mori,
+)
+from .checks_device import check_device
+from .checks_dist import check_allreduce
+from .checks_model import check_model
+from .checks_realmodel import check_real_model
+from .checks_torch import check_copy, check_gemm
+from .checks_triton import check_triton
+from .context import Context, detect_device, host_info, image_digest
+from .inputs import UsageError
+from .report import (
+    FAIL,
+    SKIP,
+    CheckResult,
+    Outcome,
+    Skip,
+    build_report,
+    format_table,
+    one_line,
+    write_json_atomic,
+)
+
+CheckFn = Callable[[Context], Outcome]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    run: CheckFn
+    summary: str
+    perf: bool = False
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("device", check_device, "GPUs visible; on ROCm every GPU's gfx arch is expected"),
+    Check("gemm", check_gemm, "bf16 GEMM vs float64 CPU; TFLOP/s at Llama-3.1-8B shapes",
+          perf=True),
+    Check("copy", check_copy, "device-to-device copy exact; GB/s", perf=True),
+    Check("triton", check_triton, "Triton vector add and row softmax vs torch"),
+    Check("manifest", check_manifest, "manifest modules import; wheels at manifest versions"),
+    Check("aiter", check_aiter, "AITER Triton rmsnorm (bf16) vs torch"),
+    Check("flydsl", check_flydsl, "FlyDSL imports; version"),
+    Check("mori", check_mori, "MORI imports; version"),
+    Check("atom", check_atom, "ATOM imports; version"),
+    Check("model", check_model, "tiny transformer: device greedy tokens = CPU float32; tok/s",
+          perf=True),
+    Check("real_model", check_real_model, "--model: greedy completions (vs --golden); tok/s",
+          perf=True),
+    Check("allreduce", check_allreduce, "all-reduce across all GPUs exact; bus GB/s"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=f"python -m {__package__}",
+                     description="Prove a runtime image on a GPU: correctness and speed.")
+    parser.add_argument("--require-gpu", action="store_true",
+                        help="no GPU visible (or no torch) fails instead of skipping")
+    parser.add_argument("--report", metavar="FILE", help="write the JSON report here")
+    parser.add_argument("--archs", metavar="LIST",
+                        help="expected gfx archs, ';' or ',' separated (default: manifest's)")
+    parser.add_argument("--manifest", metavar="FILE",
+                        help=f"wheelset manifest (default {inputs.DEFAULT_MANIFEST} if present)")
+    parser.add_argument("--model", metavar="PATH", help="local checkpoint for real_model")
+    parser.add_argument("--model-backend", choices=("auto", "atom", "transformers"),
+                        default="auto", help="real_model backend (auto: ATOM if installed)")
+    parser.add_argument("--golden", metavar="FILE", help="golden completions to compare with")
+    parser.add_argument("--write-golden", metavar="FILE", help="write completions here")
+    parser.add_argument("--only", metavar="NAME,...", help="run only these checks")
+    parser.add_argument("--perf-only", action="store_true",
+                        help="run only device and the performance checks")
+    parser.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                        help="cpu: run the GPU checks on the CPU with small sizes (to test "
+                             "the suite itself; speeds then mean nothing)")
+    parser.add_argument("--list", action="store_true", help="list the checks and exit")
+    return parser
+
+
+def select_checks(checks: Sequence[Check], only: str | None, perf_only: bool) -> list[Check]:
+    names = [c.name for c in checks]
+    chosen = list(checks)
+    if only:
+        wanted = [n.strip() for n in only.split(",") if n.strip()]
+        for name in wanted:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise UsageError(f"--only: no check named {name!r}{hint}; "
+                                 f"checks: {', '.join(names)}")
+        chosen = [c for c in chosen if c.name in wanted]
+    if perf_only:
+        chosen = [c for c in chosen if c.perf or c.name == "device"]
+    return chosen
+
+
+def build_context(args: argparse.Namespace) -> Context:
+    """Read the inputs the options name; UsageError on any problem."""
+    manifest, manifest_path = None, args.manifest
+    if manifest_path is None and os.path.exists(inputs.DEFAULT_MANIFEST):
+        manifest_path = inputs.DEFAULT_MANIFEST
+    if manifest_path:
+        manifest = inputs.load_manifest(manifest_path)
+    if args.archs is not None:
+        archs = inputs.parse_archs(args.archs)
+    elif manifest and manifest.get("archs"):
+        archs = inputs.parse_archs(";".join(manifest["archs"]))
+    else:
+        archs = ()
+    if (args.golden or args.write_golden) and not args.model:
+        raise UsageError("--golden and --write-golden need --model PATH")
+    golden = inputs.load_golden(args.golden) if args.golden else None
+    device, reason = detect_device(args.device)
+    return Context(device=device, no_device_reason=reason, quick=device == "cpu",
+                   require_gpu=args.require_gpu, archs=archs, manifest=manifest,
+                   manifest_path=manifest_path, model=args.model,
+                   model_backend=args.model_backend, golden=golden,
+                   write_golden=args.write_golden)
+
+
+def run_check(check: Check, ctx: Context) -> CheckResult:
+    """Run one check; a Skip becomes 'skip', any other exception 'fail' with its message."""
+    began = time.perf_counter()
+    try:
+        outcome = check.run(ctx)
+    except Skip as skip:
+        outcome = Outcome(SKIP, str(skip))
+    except Exception as exc:  # noqa: BLE001  (a crashing check fails, the suite goes on)
+        outcome = Outcome(FAIL, f"{type(exc).__name__}: {exc}")
+    seconds = time.perf_counter() - began
+    _release_gpu_memory(ctx)
+    return CheckResult(check.name, outcome.status, one_line(outcome.reason), seconds,
+                       dict(outcome.metrics), outcome.headline)
+
+
+def _release_gpu_memory(ctx: Context) -> None:
+    if ctx.device == "cuda" and "torch" in sys.modules:
+        with contextlib.suppress(RuntimeError):
+            sys.modules["torch"].cuda.empty_cache()
+
+
+def main(argv: Sequence[str] | None = None, *,
+         overrides: Mapping[str, CheckFn] | None = None) -> int:
+    """Run the suite. ``overrides`` replaces checks' functions by name (tests plant
+    failures this way); names not in the suite are an error."""
+    checks: list[Check] = list(CHECKS)
+    for name, fn in (overrides or {}).items():
+        index = next((i for i, c in enumerate(checks) if c.name == name), None)
+        if index is None:
+            raise KeyError(f"no check named {name!r}")
+        checks[index] = replace(checks[index], run=fn)
+    try:
+        args = make_parser().parse_args(argv)
+        if args.list:
+            for c in checks:
+                print(f"{c.name:<11} {'perf ' if c.perf else '     '}{c.summary}")
+            return 0
+        selected = select_checks(checks, args.only, args.perf_only)
+        ctx = build_context(args)
+    except UsageError as exc:
+        print(f"smoke: error: {exc}", file=sys.stderr)
+        return 2
+
+    results = []
+    for check in selected:
+        print(f"smoke: {check.name} ...", file=sys.stderr, flush=True)
+        results.append(run_check(check, ctx))
+    print(format_table(results), flush=True)
+    report = build_report(_host(ctx), results, image_digest())
+    if args.report:
+        try:
+            write_json_atomic(args.report, report)
+        except OSError as exc:
+            print(f"smoke: error: cannot write report {args.report}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+    return 0 if report["passed"] else 1
+
+
+def _host(ctx: Context) -> dict[str, Any]:
+    info = host_info()
+    info["device"] = ctx.device
+    return info

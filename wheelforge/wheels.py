@@ -1,0 +1,195 @@
+"""`invoke wheels`: fetch sources, bake every planned component, assemble cell sets.
+
+1. fetch each build's source on the host (sources.py);
+2. `docker buildx bake` the plan's targets in one go (bake.py): BuildKit builds
+   independent components in parallel, and each shared component once;
+3. bake the runtime-dependency stage of each cell over its built wheels;
+4. write wheels/<cell>/ with manifest.json, swapped in atomically (wheelset.py).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import bake, engine, localenv, sources, table, wheelset
+from .errors import UserError
+from .plan import ROOT, Build, Plan
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    component: str
+    cell: str
+    seconds: float
+    cached: bool | None
+    size: int
+
+
+def build(plan: Plan, options: bake.Options, *, out_root: Path,
+          builder: str | None = None) -> list[Row]:
+    wheelset.clean_stale(out_root)
+    sources.clean_partial(options.sources)
+    localenv.ensure_images({b.build_image for b in plan.builds.values()} |
+                           {c.stack.runtime_image for c in plan.cells})
+    for b in plan.builds.values():
+        engine.say(f"source: {b.component}: {b.source.label()}")
+        sources.fetch(options.sources, b, rewrites=plan.rewrites)
+    shutil.rmtree(options.exports, ignore_errors=True)
+    definition = bake.definition(plan, options)
+    result = engine.bake(definition, list(definition["target"]), workdir=options.exports,
+                         on_vertex=_progress(plan), builder=builder)
+    if not result.ok:
+        raise _failure(plan, result)
+    base_ids = {ref: _image_digest(result, ref) for ref in {b.build_image for b in
+                                                             plan.builds.values()}}
+    stages = {cell.id: wheelset.staging(out_root, cell.id) for cell in plan.cells}
+    try:
+        for cell in plan.cells:
+            for target in plan.cell_targets[cell.id].values():
+                for whl in _wheels_of(options.exports, plan.builds[target]):
+                    wheelset.add_file(stages[cell.id], whl)
+        deps = _runtime_deps(plan, options, stages, builder)
+        rows = []
+        for cell in plan.cells:
+            manifest = _manifest(plan, cell.id, result, options, deps[cell.id], base_ids)
+            wheelset.write_manifest(stages[cell.id], manifest)
+            rows += [Row(component=name, cell=cell.id, seconds=c["build_seconds"],
+                         cached=c["from_cache"], size=sum(w["size"] for w in c["wheels"]))
+                     for name, c in manifest["components"].items()]
+        for cell in plan.cells:
+            wheelset.swap_in(stages.pop(cell.id), out_root / cell.id)
+    finally:
+        for stage in stages.values():
+            shutil.rmtree(stage, ignore_errors=True)
+    return rows
+
+
+def summary(rows: list[Row]) -> str:
+    return table.render(
+        ["component", "cell", "time", "cache hit", "wheel size"],
+        [(r.component, r.cell, f"{r.seconds:.1f}s", {True: "yes", False: "no"}.get(r.cached, "?"),
+          table.size(r.size) if r.size else "-") for r in rows])
+
+
+def _progress(plan: Plan):
+    seen: set[str] = set()
+
+    def on_vertex(vertex: engine.Vertex) -> None:
+        for target in plan.builds:
+            if _is_build_step(vertex, target):
+                state = ("cached" if vertex.cached else "done") if vertex.completed else "building"
+                if (target, state) not in seen:
+                    seen.add((target, state))
+                    engine.say(f"[{time.strftime('%H:%M:%S')}] {target}: {state}")
+    return on_vertex
+
+
+def _is_build_step(vertex: engine.Vertex, target: str) -> bool:
+    """The RUN step of Dockerfile.wheels' build stage for `target` (args are expanded)."""
+    return "build-component build" in vertex.name and target in vertex.name
+
+
+def _failure(plan: Plan, result: engine.BuildResult) -> UserError:
+    tail = result.failed_log_tail()
+    if tail:
+        engine.say("---- output of the failing step (last lines) ----\n" + "\n".join(tail) +
+                   "\n----")
+    marked = result.marked_error()
+    if marked:
+        target = marked.split()[0].removeprefix("target=")
+        cells = ", ".join(plan.builds[target].cells) if target in plan.builds else "?"
+        detail = marked.split(" ", 1)[1] if " " in marked else marked
+        return UserError(f"wheels: build failed: {detail} [cells: {cells}; target {target}]",
+                         exit_code=1)
+    failed = [v for v in result.vertices.values() if v.error]
+    where = f" at {failed[0].name[:120]}" if failed else ""
+    return UserError(f"wheels: build failed{where}: {result.error}", exit_code=1)
+
+
+def _wheels_of(exports: Path, b: Build) -> list[Path]:
+    return sorted((exports / b.target / b.component / "wheels").glob("*.whl")) if b.wheels else []
+
+
+def _runtime_deps(plan: Plan, options: bake.Options, stages: dict[str, Path],
+                  builder: str | None) -> dict[str, list]:
+    """Bake Dockerfile.wheels' runtime-deps stage for every cell; add its wheels."""
+    targets = {}
+    for cell in plan.cells:
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", f"runtime-deps-{cell.id}")
+        targets[name] = {
+            "context": str(ROOT), "dockerfile": "docker/Dockerfile.wheels",
+            "target": "runtime-deps-export", "contexts": {"wheels": str(stages[cell.id])},
+            "args": {"RUNTIME_IMAGE": cell.stack.runtime_image, "TARGET": name,
+                     "RUNTIME_APT": " ".join(cell.stack.runtime_apt)},
+            "output": [f"type=local,dest={options.exports / name}"],
+        }
+        if options.ca_bundle:
+            targets[name]["secret"] = [f"id=ca-bundle,src={options.ca_bundle}"]
+    result = engine.bake({"group": {"default": {"targets": list(targets)}}, "target": targets},
+                         list(targets), workdir=options.exports, builder=builder)
+    if not result.ok:
+        raise _failure(plan, result)
+    out = {}
+    for cell, name in zip(plan.cells, targets, strict=True):
+        found = sorted((options.exports / name / "_runtime-deps" / "wheels").glob("*.whl"))
+        for whl in found:
+            wheelset.add_file(stages[cell.id], whl)
+        out[cell.id] = [wheelset.wheel_entry(w) for w in found]
+    return out
+
+
+def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bake.Options,
+              runtime_deps: list, base_ids: dict[str, str]) -> dict:
+    cell = next(c for c in plan.cells if c.id == cell_id)
+    components = {}
+    for name, target in plan.cell_targets[cell_id].items():
+        b = plan.builds[target]
+        info_file = options.exports / target / name / "build-info.json"
+        info = json.loads(info_file.read_text()) if info_file.exists() else {}
+        vertex = [v for v in result.vertices.values() if _is_build_step(v, target)]
+        components[name] = {
+            "target": target, "key": b.key, "recipe": b.recipe_file,
+            "source": {**b.source.identity(), "fetch_url": b.source.fetch_url},
+            "archs": list(b.archs), "env": dict(b.env), "imports": list(b.imports),
+            "runtime": b.runtime, "prefix_only": not b.wheels,
+            "build_image": {"ref": b.build_image, "digest": base_ids.get(b.build_image, "")},
+            "build_seconds": info.get("seconds", 0.0),
+            "from_cache": bool(vertex and all(v.cached for v in vertex)) if vertex else None,
+            "wheels": [wheelset.wheel_entry(w) for w in _wheels_of(options.exports, b)],
+        }
+    return {
+        "schema": 1, "cell": cell.id, "channel": cell.channel, "stack": cell.stack.name,
+        "python": cell.python, "arch": cell.arch, "archs": list(cell.archs),
+        "variant": cell.variant, "runtime_image": cell.stack.runtime_image,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "wheelforge_revision": revision(), "components": components,
+        "runtime_deps": runtime_deps,
+    }
+
+
+def _image_digest(result: engine.BuildResult, ref: str) -> str:
+    """The digest BuildKit resolved for base image `ref`, read from its FROM step."""
+    name = ref if "/" in ref.split(":")[0] or "." in ref.split("/")[0] else f"library/{ref}"
+    for vertex in result.vertices.values():
+        m = re.search(r"FROM (\S+)@(sha256:[0-9a-f]{64})", vertex.name)
+        if m and m.group(1).endswith(name):
+            return m.group(2)
+    return ""
+
+
+def revision() -> str:
+    proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+
+
+def require_engine_ok() -> None:
+    if not engine.reachable():
+        raise UserError("no Docker engine answers; run ci/setup-host.sh, or start dockerd")

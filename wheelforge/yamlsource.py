@@ -1,0 +1,93 @@
+"""YAML loading that remembers where every value came from.
+
+Validation errors must name the file, the line and the key. PyYAML's composer
+knows the line of every node; this loader keeps it: mappings become `Mapping`
+(a dict with the line of each key) and sequences become `Sequence` (a list with
+the line of each item).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+
+class Mapping(dict):
+    """A YAML mapping; `line` is its own line, `lines[key]` the line of each key."""
+
+    line: int = 0
+    lines: dict[str, int]
+
+
+class Sequence(list):
+    """A YAML sequence; `line` is its own line, `lines[i]` the line of item i."""
+
+    line: int = 0
+    lines: list[int]
+
+
+class _Loader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Mapping:
+        out = Mapping()
+        out.line = node.start_mark.line + 1
+        out.lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise yaml.MarkedYAMLError(problem=f"key {key!r} is not a string",
+                                           problem_mark=key_node.start_mark)
+            if key in out:
+                raise yaml.MarkedYAMLError(problem=f"key {key!r} appears twice",
+                                           problem_mark=key_node.start_mark)
+            out[key] = self.construct_object(value_node, deep=True)
+            out.lines[key] = key_node.start_mark.line + 1
+        return out
+
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> Sequence:
+        out = Sequence(self.construct_object(child, deep=True) for child in node.value)
+        out.line = node.start_mark.line + 1
+        out.lines = [child.start_mark.line + 1 for child in node.value]
+        return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
+                        _Loader.construct_sequence)
+# Keep on/off/yes/no as strings: a recipe value `ENABLE_CK: off` must not become False.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load(path: Path, *, display: str | None = None) -> Mapping:
+    """Parse one YAML file into a top-level `Mapping`, or raise one clear line."""
+    where = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{where}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{where}{line}: invalid YAML: {exc.problem}; fix the syntax") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{where}: invalid YAML: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise UserError(f"{where}:1: the file must be a mapping of keys to values")
+    return data
+
+
+def line_of(container: Any, key: str | int) -> int:
+    """The line of `key` in a loaded Mapping/Sequence, else the container's own line."""
+    if isinstance(container, Mapping) and isinstance(key, str):
+        return container.lines.get(key, container.line)
+    if isinstance(container, Sequence) and isinstance(key, int) and key < len(container.lines):
+        return container.lines[key]
+    return getattr(container, "line", 0)

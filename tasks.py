@@ -72,6 +72,18 @@ def wheels(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=N
                                               cache_to=cache_to or ()))
 
 
+@task(help={"cells": "comma-separated globs over the wheel sets in wheels/ (default: all)",
+            "tag": "image tag, one per selected cell (default: REPOSITORY:CELL)",
+            "builder": "buildx builder to run on (default: the current one)"},
+      iterable=["tag"])
+@app.guarded
+def image(c, cells=None, tag=None, builder=None):
+    """Build the runtime image of each selected wheel set (docker/Dockerfile.clean)."""
+    from wheelforge import pipeline
+
+    pipeline.image(cells=cells, tags=tag or None, builder=builder)
+
+
 @task(help={"recipes": RECIPES})
 @app.guarded
 def base_images(c, recipes="demo/recipes"):
@@ -91,4 +103,4 @@ def demo_sources(c):
         print(f"{name} {commit}")
 
 
-ns = Collection(plan, matrix, wheels, base_images, demo_sources)
+ns = Collection(plan, matrix, wheels, image, base_images, demo_sources)

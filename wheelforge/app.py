@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from . import bake, gitrefs, plan as planning
+from . import bake, gitrefs
+from . import plan as planning
 from .errors import UserError
 
 T = TypeVar("T")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from . import bake, demo, engine, localenv, wheels as wheel_builds
+from . import bake, demo, engine, localenv
+from . import image as images
+from . import wheels as wheel_builds
 from .app import WHEELS
+from .errors import UserError
 from .plan import ROOT, Inputs, load, make_plan
 
 
@@ -28,3 +31,16 @@ def base_images(ins: Inputs) -> None:
         localenv.ensure_images({s.build_image for s in matrix.stacks} |
                                {s.runtime_image for s in matrix.stacks})
     engine.say("base images: ready")
+
+
+def image(*, cells: str | None, tags: list[str] | None = None,
+          builder: str | None = None) -> list[images.Built]:
+    dirs = images.cell_dirs(WHEELS, cells)
+    if tags and len(tags) != len(dirs):
+        raise UserError(f"--tag given {len(tags)} times for {len(dirs)} cells; give one per "
+                        f"cell, or none for the default tags")
+    with localenv.engine_running():
+        built = [images.build(d, tag=(tags[i] if tags else None), builder=builder)
+                 for i, d in enumerate(dirs)]
+    print(images.summary(built))
+    return built

@@ -45,6 +45,12 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str], **overrides: An
     return code, out, err
 
 
+NO_GPU_TORCH = SimpleNamespace(
+    cuda=SimpleNamespace(is_available=lambda: False, device_count=lambda: 0),
+    version=SimpleNamespace(hip=None, cuda=None))
+DEVICE_WITHOUT_GPU = functools.partial(check_device, torch_module=NO_GPU_TORCH)
+
+
 def no_gpu_visible(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend there is no GPU, whatever this machine has."""
     monkeypatch.setattr(cli, "detect_device", lambda requested: (None, "no GPU visible"))
@@ -71,7 +77,7 @@ def test_without_gpu_all_gpu_checks_skip_and_exit_0(
     no_gpu_visible(monkeypatch)
     monkeypatch.setenv("SMOKE_IMAGE_DIGEST", "sha256:" + "ab" * 32)
     report_file = tmp_path / "out" / "report.json"
-    code, out, _ = run_cli(["--report", str(report_file)], capsys)
+    code, out, _ = run_cli(["--report", str(report_file)], capsys, device=DEVICE_WITHOUT_GPU)
     assert code == 0, out
     data = json.loads(report_file.read_text())
     assert set(data) == {"schema", "host", "image_digest", "checks", "passed"}
@@ -92,11 +98,7 @@ def test_without_gpu_all_gpu_checks_skip_and_exit_0(
 def test_require_gpu_without_gpu_exits_1(capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     no_gpu_visible(monkeypatch)
-    no_gpu = SimpleNamespace(
-        cuda=SimpleNamespace(is_available=lambda: False, device_count=lambda: 0),
-        version=SimpleNamespace(hip=None, cuda=None))
-    device = functools.partial(check_device, torch_module=no_gpu)
-    code, out, _ = run_cli(["--require-gpu"], capsys, device=device)
+    code, out, _ = run_cli(["--require-gpu"], capsys, device=DEVICE_WITHOUT_GPU)
     assert code == 1
     assert "--require-gpu: no GPU visible" in out
     assert "FAILED: device" in out
@@ -266,3 +268,19 @@ def test_only_relative_imports_inside_the_package() -> None:
         assert "import wheelforge" not in text and "from wheelforge" not in text, path
 
 
+
+
+def test_installed_but_broken_torch_fails_the_checks() -> None:
+    """torch present but its native library missing: a failure, not a skip."""
+    script = ("import sys, importlib.abc\n"
+              "class Broken(importlib.abc.MetaPathFinder):\n"
+              "    def find_spec(self, name, path, target=None):\n"
+              "        if name == 'torch':\n"
+              "            raise OSError('libamdhip64.so.7: cannot open shared object file')\n"
+              "sys.meta_path.insert(0, Broken())\n"
+              "from wheelforge.smoke.cli import main\n"
+              "sys.exit(main(['--only', 'device,gemm']))\n")
+    proc = python(["-c", script], REPO)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.count("OSError: libamdhip64.so.7") == 2
+    assert "Traceback" not in proc.stdout + proc.stderr

@@ -95,10 +95,8 @@ def _kill(procs: Sequence[tuple[subprocess.Popen[bytes], Any]]) -> None:
     """Kill the workers still running (each in its own session, with its children)."""
     for proc, _ in procs:
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
 
 

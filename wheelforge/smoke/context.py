@@ -74,6 +74,8 @@ def detect_device(requested: str) -> tuple[str | None, str]:
         torch = importlib.import_module("torch")
     except ModuleNotFoundError:
         return None, NO_TORCH
+    except Exception as exc:  # noqa: BLE001  (installed but broken: the checks report it)
+        return None, f"torch failed to import ({type(exc).__name__}: {exc})"
     if requested == "cpu":
         return "cpu", ""
     try:
@@ -129,7 +131,7 @@ def host_info() -> dict[str, Any]:
     }
     try:
         torch = importlib.import_module("torch")
-    except ImportError:
+    except Exception:  # noqa: BLE001  (host info is best effort)
         return info
     info["torch"] = torch.__version__
     info["hip"] = getattr(torch.version, "hip", None)

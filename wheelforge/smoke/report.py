@@ -127,7 +127,7 @@ def format_grid(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = []
     for row in rows:
-        cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1])] + [row[-1]]
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)] + [row[-1]]
         lines.append("  ".join(cells).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

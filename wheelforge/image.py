@@ -1,0 +1,127 @@
+"""`invoke image`: a cell's wheel set -> its runtime image (docker/Dockerfile.clean).
+
+Reads only wheels/<cell>/ (the previous step's output). The wheel set enters as
+a named build context and is bind-mounted for the install, never copied; the
+image carries OCI labels saying what is inside.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import engine, localenv, table, wheelset
+from .errors import UserError, did_you_mean
+from .plan import ROOT
+
+SOURCE_URL = "https://github.com/wheelforge/wheelforge"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Built:
+    cell: str
+    tag: str
+    image_id: str
+    size: int
+    base_size: int
+    installed_size: int
+    seconds: float
+
+
+def cell_dirs(root: Path, patterns: str | None) -> list[Path]:
+    """Wheel sets under `root` whose cell id matches one of the comma-separated globs."""
+    have = sorted(p for p in root.glob("*") if (p / wheelset.MANIFEST).is_file())
+    if not have:
+        raise UserError(f"{root}: no wheel sets; run `invoke wheels` first")
+    if not patterns:
+        return have
+    out: list[Path] = []
+    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
+        hits = [p for p in have if fnmatch.fnmatchcase(p.name, pattern)]
+        if not hits:
+            raise UserError(f"--cells {pattern}: no wheel set matches"
+                            f"{did_you_mean(pattern, [p.name for p in have])}; "
+                            f"have: {', '.join(p.name for p in have)}")
+        out += [h for h in hits if h not in out]
+    return out
+
+
+def default_tag(manifest: dict) -> str:
+    return f"{manifest.get('repository', 'wheelforge/runtime')}:{manifest['cell']}"
+
+
+def labels_args(manifest: dict, manifest_sha: str) -> list[str]:
+    values = {
+        "IMAGE_SOURCE": SOURCE_URL, "IMAGE_REVISION": manifest.get("wheelforge_revision", ""),
+        "IMAGE_VERSION": manifest["cell"], "IMAGE_CREATED": manifest.get("created", ""),
+        "CELL": manifest["cell"], "STACK": manifest.get("stack", ""),
+        "ARCHS": ";".join(manifest.get("archs", [])), "MANIFEST_SHA256": manifest_sha,
+    }
+    return [arg for k, v in values.items() for arg in ("--build-arg", f"{k}={v}")]
+
+
+def build(cell_dir: Path, *, tag: str | None = None, builder: str | None = None,
+          runtime_apt: str = "") -> Built:
+    manifest = wheelset.read_manifest(cell_dir)
+    manifest_sha = hashlib.sha256((cell_dir / wheelset.MANIFEST).read_bytes()).hexdigest()
+    tag = tag or default_tag(manifest)
+    base = manifest["runtime_image"]
+    localenv.ensure_images({base})
+    args = ["build", *(["--builder", builder] if builder else []),
+            "-f", str(ROOT / "docker" / "Dockerfile.clean"),
+            "--build-context", f"wheels={cell_dir.resolve()}",
+            "--build-arg", f"RUNTIME_IMAGE={base}",
+            "--build-arg", f"RUNTIME_APT={runtime_apt or manifest.get('runtime_apt', '')}",
+            *labels_args(manifest, manifest_sha),
+            "--provenance=false", "--sbom=false", "--load", "-t", tag, str(ROOT)]
+    engine.say(f"image: building {tag} from {cell_dir}")
+    result = engine.run_build(args)
+    if not result.ok:
+        tail = result.failed_log_tail()
+        if tail:
+            engine.say("---- output of the failing step (last lines) ----\n" +
+                       "\n".join(tail) + "\n----")
+        marked = result.marked_error()
+        raise UserError(f"image {manifest['cell']}: {marked or result.error}", exit_code=1)
+    return Built(cell=manifest["cell"], tag=tag, image_id=engine.image_id(tag),
+                 size=disk_usage(tag, "/"), base_size=disk_usage(base, "/"),
+                 installed_size=disk_usage(tag, "/opt/venv/lib"), seconds=result.seconds)
+
+
+def disk_usage(tag: str, path: str) -> int:
+    """Bytes `path` occupies on disk inside image `tag` (du, one file system)."""
+    out = engine.docker(["run", "--rm", "--network=none", "--entrypoint", "du", tag,
+                         "-sx", "--block-size=1", path], what=f"(measuring {tag}) ").stdout
+    return int(out.decode().split()[0])
+
+
+def labels(tag: str) -> dict[str, str]:
+    return engine.image_inspect(tag).get("Config", {}).get("Labels") or {}
+
+
+def summary(built: list[Built]) -> str:
+    rows = []
+    for b in built:
+        overhead = b.size - b.base_size - b.installed_size
+        rows.append((b.cell, b.tag, f"{b.seconds:.1f}s", table.size(b.size),
+                     table.size(b.base_size), table.size(b.installed_size),
+                     f"{overhead / max(1, b.base_size + b.installed_size) * 100:+.1f}%"))
+    return table.render(["cell", "image", "time", "size", "base", "wheels installed",
+                         "overhead"], rows)
+
+
+def describe(tag: str) -> str:
+    """What a (pulled) image says about itself: its labels and its manifest's components."""
+    lab = labels(tag)
+    out = engine.docker(["run", "--rm", "--network=none", tag, "cat",
+                         "/opt/wheelset/manifest.json"], check=False)
+    lines = [f"{k} = {v}" for k, v in sorted(lab.items())]
+    if out.returncode == 0:
+        data = json.loads(out.stdout)
+        for name, comp in sorted(data["components"].items()):
+            wheels = ", ".join(f"{w['distribution']} {w['version']}" for w in comp["wheels"])
+            lines.append(f"component {name}: {wheels or 'build-time only'}")
+    return "\n".join(lines)

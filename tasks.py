@@ -84,6 +84,44 @@ def image(c, cells=None, tag=None, builder=None):
     pipeline.image(cells=cells, tags=tag or None, builder=builder)
 
 
+@task(help={"image": "run the suite inside this image (with the ROCm device flags)",
+            "host": "run the suite in this Python environment instead",
+            "compare": "also run the performance checks in this image and print ratios",
+            "require_gpu": "a machine without a visible GPU fails instead of skipping",
+            "report": "write the JSON report here (default: smoke-report.json)",
+            "model": "a local model checkpoint for the real-model check",
+            "golden": "JSON file of expected completions for --model",
+            "only": "comma-separated check names (see python -m wheelforge.smoke --list)"})
+@app.guarded
+def smoke(c, image=None, host=False, compare=None, require_gpu=False,
+          report="smoke-report.json", model=None, golden=None, only=None):
+    """Run the smoke suite: in an image (--image), or here (--host)."""
+    from wheelforge import pipeline
+
+    pipeline.smoke(image=image, host=host, compare=compare, require_gpu=require_gpu,
+                   report=report, model=model, golden=golden, only=only)
+
+
+@task(help={"image": "image to run (default: the one `invoke pull` picked last)"})
+@app.guarded
+def shell(c, image=None):
+    """An interactive shell in a runtime image, with the ROCm device flags."""
+    from wheelforge import pipeline
+
+    raise SystemExit(pipeline.run_command(image, ["bash"], interactive=True))
+
+
+@task(name="run", help={"image": "image to run (default: the one `invoke pull` picked last)"})
+@app.guarded
+def run_(c, image=None):
+    """Run a command in a runtime image: invoke run -- python -c 'import torch'."""
+    from wheelforge import pipeline
+
+    import shlex
+
+    raise SystemExit(pipeline.run_command(image, shlex.split(c.remainder), interactive=False))
+
+
 @task(help={"recipes": RECIPES})
 @app.guarded
 def base_images(c, recipes="demo/recipes"):
@@ -103,4 +141,4 @@ def demo_sources(c):
         print(f"{name} {commit}")
 
 
-ns = Collection(plan, matrix, wheels, image, base_images, demo_sources)
+ns = Collection(plan, matrix, wheels, image, smoke, shell, run_, base_images, demo_sources)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from . import bake, demo, engine, localenv
+from pathlib import Path
+
+from . import bake, containers, demo, engine, localenv
 from . import image as images
 from . import wheels as wheel_builds
 from .app import WHEELS
@@ -44,3 +46,39 @@ def image(*, cells: str | None, tags: list[str] | None = None,
                  for i, d in enumerate(dirs)]
     print(images.summary(built))
     return built
+
+
+def smoke(*, image: str | None, host: bool, compare: str | None, require_gpu: bool,
+          report: str | None, model: str | None = None, golden: str | None = None,
+          only: str | None = None) -> None:
+    """Run the smoke suite; exit non-zero when any check failed."""
+    if bool(image) == bool(host):
+        raise UserError("smoke: give --image IMAGE or --host (one of them)")
+    args = [*(["--require-gpu"] if require_gpu else []), *(["--only", only] if only else []),
+            *(["--model", model] if model else []), *(["--golden", golden] if golden else [])]
+    out = Path(report) if report else None
+    if host:
+        code = containers.smoke_on_host(args, report=out)
+    else:
+        with localenv.engine_running():
+            if compare:
+                code, text = containers.compare(image, compare, args)
+                print(text)
+            else:
+                code = containers.smoke_in_image(image, args, report=out)
+    if code != 0:
+        raise UserError(f"smoke: failed (exit {code}); see the table above"
+                        + (f" and {out}" if out and out.exists() else ""), exit_code=1)
+
+
+def run_command(image: str | None, command: list[str], *, interactive: bool) -> int:
+    image = image or last_pulled()
+    with localenv.engine_running():
+        return containers.run(image, command, interactive=interactive)
+
+
+def last_pulled() -> str:
+    marker = ROOT / ".cache" / "last-pulled"
+    if not marker.is_file():
+        raise UserError("no image given and none pulled yet; pass --image or run invoke pull")
+    return marker.read_text().strip()

@@ -117,9 +117,59 @@ def run_(c, image=None):
     """Run a command in a runtime image: invoke run -- python -c 'import torch'."""
     from wheelforge import pipeline
 
+    import sys
+
+    # The words after `--`, exactly as the shell gave them (invoke's remainder is re-joined).
+    command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    raise SystemExit(pipeline.run_command(image, command, interactive=False))
+
+
+REGISTRY = "registry host[:port] to publish to / pull from, e.g. 127.0.0.1:5000"
+
+
+@task(help={"cells": "comma-separated globs over the wheel sets in wheels/ (default: all)",
+            "registry": REGISTRY,
+            "smoke_report": "smoke report (JSON) of the image; floating tags move only if it "
+                            "passed for this exact digest",
+            "keep": "dated images to keep per cell (older ones are deleted)"})
+@app.guarded
+def publish(c, registry, cells=None, smoke_report=None, keep=7):
+    """Push runtime images by dated tag, add sha- tags, promote after a passing smoke."""
+    from wheelforge import pipeline
+
+    pipeline.publish(cells=cells, registry=registry, smoke_report=smoke_report, keep=int(keep))
+
+
+@task(help={**COMMON, "registry": REGISTRY,
+            "keep": "dated images to keep per cell", "smoke_args": "extra smoke suite options, "
+            "e.g. '--require-gpu'", "max_jobs": "compile jobs per component",
+            "ca_bundle": "CA bundle for TLS in builds (BuildKit secret; default auto)"},
+      iterable=["recipe", "git_rewrite"])
+@app.guarded
+def nightly(c, registry, recipes=None, channel="nightly", cells=None, recipe=None,
+            git_rewrite=None, keep=7, smoke_args="", max_jobs=None, ca_bundle="auto"):
+    """For each cell: plan, wheels, image, publish, smoke, promote; report failed cells."""
     import shlex
 
-    raise SystemExit(pipeline.run_command(image, shlex.split(c.remainder), interactive=False))
+    from wheelforge import pipeline
+
+    pipeline.nightly(app.inputs(recipes=recipes, recipe=recipe or (),
+                                git_rewrite=git_rewrite or ()),
+                     channel=channel, cells=cells, registry=registry, keep=int(keep),
+                     smoke_args=shlex.split(smoke_args),
+                     options=app.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle))
+
+
+@task(help={"registry": REGISTRY, "arch": "GPU arch set, e.g. gfx942 or gfx950",
+            "variant": "ckfree or full (default: the matrix's first variant)",
+            "channel": "stable or nightly", "recipes": RECIPES})
+@app.guarded
+def pull(c, arch, registry, variant=None, channel="nightly", recipes=None):
+    """Pull the runtime image for your GPU and print what is inside it."""
+    from wheelforge import pipeline
+
+    pipeline.pull(app.inputs(recipes=recipes), registry=registry, arch=arch, variant=variant,
+                  channel=channel)
 
 
 @task(help={"recipes": RECIPES})
@@ -129,6 +179,15 @@ def base_images(c, recipes="demo/recipes"):
     from wheelforge import pipeline
 
     pipeline.base_images(app.inputs(recipes=recipes))
+
+
+@task(help={"max_jobs": "compile jobs per component (default: from cores and memory)"})
+@app.guarded
+def demo(c, max_jobs=None):
+    """The main job on the demo recipe set: wheels, runtime images, smoke (both cells)."""
+    from wheelforge import pipeline
+
+    pipeline.demo_job(options=app.build_options(max_jobs=max_jobs))
 
 
 @task
@@ -141,4 +200,5 @@ def demo_sources(c):
         print(f"{name} {commit}")
 
 
-ns = Collection(plan, matrix, wheels, image, smoke, shell, run_, base_images, demo_sources)
+ns = Collection(plan, matrix, wheels, image, smoke, shell, run_, publish, nightly, pull,
+                base_images, demo, demo_sources)

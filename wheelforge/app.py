@@ -20,7 +20,7 @@ from .errors import UserError
 
 T = TypeVar("T")
 CACHE = planning.ROOT / ".cache"
-WHEELS = planning.ROOT / "wheels"
+WHEELS = Path(os.environ.get("WHEELFORGE_WHEELS", planning.ROOT / "wheels"))
 
 
 def guarded(fn: Callable[..., T]) -> Callable[..., T]:

@@ -95,6 +95,8 @@ def compare(image: str, other: str, suite_args: list[str]) -> tuple[int, str]:
 
 def image_digest(image: str) -> str:
     """The registry digest of a pulled image, else its local id."""
+    if "@" in image:
+        return image.split("@", 1)[1]
     info = engine.image_inspect(image)
     repo_digests = info.get("RepoDigests") or []
     return repo_digests[0].split("@", 1)[1] if repo_digests else info["Id"]

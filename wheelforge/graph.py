@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from .errors import UserError, did_you_mean
 from .recipes import Recipe
 
@@ -15,7 +17,8 @@ def check(recipes: dict[str, Recipe]) -> list[str]:
         for dep in recipe.depends:
             if dep not in recipes:
                 raise UserError(f"{recipe.file}:{recipe.line_of_depends}: depends: no component "
-                                f"{dep!r}{did_you_mean(dep, recipes)}; add recipes/{dep}.yaml "
+                                f"{dep!r}{did_you_mean(dep, recipes)}; add "
+                                f"{PurePosixPath(recipe.file).parent / (dep + '.yaml')} "
                                 f"or remove it")
         if len(recipe.depends) > MAX_DIRECT_DEPENDENCIES:
             raise UserError(f"{recipe.file}:{recipe.line_of_depends}: depends: "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import schema
 from .errors import UserError, did_you_mean
+from .recipes import CELL_VARIABLES
 from .schema import Where
 from .yamlsource import load
 
@@ -181,6 +182,9 @@ def _variants(top: Where) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
         for key, value in (vars_node.node.items() if vars_node else ()):
             if not re.match(r"^[a-z_][a-z0-9_]*$", key):
                 raise vars_node.fail(key, "variable names are lowercase letters, digits and _")
+            if key in CELL_VARIABLES:  # it would silently replace the cell's own value
+                raise vars_node.fail(key, f"{{{key}}} is set by the cell itself; "
+                                          f"give the variable another name")
             pairs.append((key, schema.string(vars_node, key)))
         if names is not None and names != {k for k, _ in pairs}:
             raise node.fail(name, f"must set the same vars as the first variant "

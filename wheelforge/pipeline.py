@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 from pathlib import Path
 
-from . import bake, containers, demo, engine, localenv
+from . import bake, containers, demo, engine, localenv, table, wheelset
 from . import image as images
+from . import publish as publishing
 from . import wheels as wheel_builds
 from .app import WHEELS
-from .errors import UserError
+from .errors import UserError, did_you_mean
 from .plan import ROOT, Inputs, load, make_plan
+from .registry import Registry
 
 
 def _needs_demo_repos(ins: Inputs) -> None:
@@ -82,3 +85,121 @@ def last_pulled() -> str:
     if not marker.is_file():
         raise UserError("no image given and none pulled yet; pass --image or run invoke pull")
     return marker.read_text().strip()
+
+
+def publish(*, cells: str | None, registry: str, smoke_report: str | None = None,
+            keep: int = 7, day: _dt.date | None = None) -> list[publishing.Published]:
+    """Push each selected cell's image; promote with a passing smoke report."""
+    reg = Registry(registry)
+    day = day or _dt.datetime.now(_dt.UTC).date()
+    report = publishing.read_report(Path(smoke_report) if smoke_report else None)
+    done = []
+    with localenv.engine_running():
+        for cell_dir in images.cell_dirs(WHEELS, cells):
+            manifest = wheelset.read_manifest(cell_dir)
+            local = images.default_tag(manifest)
+            if not engine.image_exists(local):
+                raise UserError(f"publish {manifest['cell']}: image {local} not built; run "
+                                f"invoke image --cells {manifest['cell']}")
+            published = publishing.push(manifest, local, reg, day=day,
+                                        revision=wheel_builds.revision())
+            published = publishing.promote(manifest, published, reg, report=report)
+            done.append(publishing.retain(manifest, published, reg, keep=keep))
+    print(publish_summary(done))
+    return done
+
+
+def publish_summary(done: list[publishing.Published]) -> str:
+    return table.render(["cell", "digest", "tags", "floating", "deleted"],
+                        [(p.cell, p.digest[:19], " ".join(p.tags), " ".join(p.promoted) or "-",
+                          " ".join(p.deleted) or "-") for p in done])
+
+
+def nightly(ins: Inputs, *, channel: str, cells: str | None, registry: str,
+            options: bake.Options, keep: int = 7, smoke_args: list[str] | None = None,
+            day: _dt.date | None = None) -> None:
+    """plan -> wheels -> image -> publish -> smoke -> promote, cell by cell.
+
+    A failing cell does not stop the others; the run fails at the end and says which.
+    """
+    _needs_demo_repos(ins)
+    matrix, _ = load(ins)
+    selected = matrix.select(cells, channel)
+    reg = Registry(registry)
+    day = day or _dt.datetime.now(_dt.UTC).date()
+    failures: dict[str, str] = {}
+    done = []
+    with localenv.engine_running():
+        reg.ping()
+        for cell in selected:
+            engine.say(f"nightly: === {cell.id} ===")
+            try:
+                p = make_plan(ins, channel=channel, cells_glob=cell.id)
+                wheel_builds.build(p, options, out_root=WHEELS)
+                built = images.build(WHEELS / cell.id)
+                manifest = wheelset.read_manifest(WHEELS / cell.id)
+                published = publishing.push(manifest, built.tag, reg, day=day,
+                                            revision=wheel_builds.revision())
+                # Smoke the exact digest the registry holds, pulled back by digest.
+                pushed_ref = f"{reg.host}/{published.repository}@{published.digest}"
+                engine.docker(["pull", "-q", pushed_ref], what=f"{pushed_ref} ")
+                report_path = ROOT / ".cache" / "smoke" / f"{cell.id}.json"
+                code = containers.smoke_in_image(pushed_ref, smoke_args or [],
+                                                 report=report_path)
+                report = publishing.read_report(report_path)
+                published = publishing.promote(manifest, published, reg, report=report)
+                done.append(publishing.retain(manifest, published, reg, keep=keep))
+                if code != 0:
+                    failures[cell.id] = "smoke failed"
+            except UserError as exc:
+                failures[cell.id] = str(exc)
+                engine.say(f"nightly: {cell.id} failed: {exc}")
+    print(publish_summary(done))
+    if failures:
+        raise UserError("nightly: failed cells: " + "; ".join(
+            f"{c} ({why})" for c, why in failures.items()), exit_code=1)
+
+
+def pull(ins: Inputs, *, registry: str, arch: str, variant: str | None,
+         channel: str) -> str:
+    """Pick the floating tag for this GPU, pull it, and say what is inside."""
+    matrix, _ = load(ins)
+    arch_names = [a for a, _ in matrix.archs]
+    if arch not in arch_names:
+        raise UserError(f"--arch {arch}: no such arch set{did_you_mean(arch, arch_names)}; "
+                        f"choose from {', '.join(arch_names)}")
+    variants = [v for v, _ in matrix.variants]
+    if variant is not None and variant not in variants:
+        raise UserError(f"--variant {variant}: no such variant{did_you_mean(variant, variants)};"
+                        f" choose from {', '.join(variants)}")
+    if channel not in matrix.channels:
+        raise UserError(f"--channel {channel}: choose from {', '.join(matrix.channels)}")
+    tag = f"{channel}-{arch}-{variant or matrix.default_variant}"
+    ref = f"{registry}/{matrix.repository}:{tag}"
+    Registry(registry).ping()
+    with localenv.engine_running():
+        engine.say(f"pull: {ref}")
+        engine.docker(["pull", "-q", ref], what=f"{ref} ", timeout=3600)
+        print(images.describe(ref))
+    marker = ROOT / ".cache" / "last-pulled"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(ref + "\n")
+    return ref
+
+
+def demo_job(*, options: bake.Options) -> None:
+    """The main job on the demo set: base images, wheels, runtime images, smoke."""
+    ins = Inputs(recipes_dir=ROOT / "demo" / "recipes")
+    _needs_demo_repos(ins)
+    p = make_plan(ins, channel="stable", cells_glob=None)
+    with localenv.engine_running():
+        rows = wheel_builds.build(p, options, out_root=WHEELS)
+        print(wheel_builds.summary(rows))
+        built = [images.build(WHEELS / cell.id) for cell in p.cells]
+        print(images.summary(built))
+        failed = [b.tag for b in built if containers.smoke_in_image(
+            b.tag, [], report=ROOT / ".cache" / "smoke" / f"{b.cell}.json") != 0]
+    if failed:
+        raise UserError(f"demo: smoke failed in {', '.join(failed)}", exit_code=1)
+    engine.say("demo: wheels, runtime images and smoke passed for " +
+               ", ".join(c.id for c in p.cells))

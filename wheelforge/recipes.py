@@ -16,7 +16,7 @@ from pathlib import Path
 from . import schema
 from .errors import UserError, did_you_mean
 from .schema import Where
-from .yamlsource import load
+from .yamlsource import load, text_of
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -99,11 +99,16 @@ class Recipe:
 def template_variables(template: str) -> list[str]:
     """The `{name}` placeholders of a template; `{{`/`}}` are literal braces."""
     names = []
-    for _, name, spec, conv in _string.Formatter().parse(template):
+    try:
+        parsed = list(_string.Formatter().parse(template))
+    except ValueError as exc:  # an unbalanced brace
+        raise ValueError(f"bad placeholder syntax ({exc})") from None
+    for _, name, spec, conv in parsed:
         if name is None:
             continue
         if spec or conv or not name.isidentifier():
-            raise ValueError(name or "{}")
+            text = name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "")
+            raise ValueError(f"bad placeholder {{{text}}}")
         names.append(name)
     return names
 
@@ -153,9 +158,12 @@ def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) ->
 def _source(top: Where) -> Source:
     src = schema.mapping(top, "source", required=True)
     kinds = [k for k in SOURCE_KINDS if k in src.node]
-    if len(kinds) != 1:
+    if len(kinds) > 1:
+        raise src.fail(kinds[1], f"a source has one kind, this one has {' and '.join(kinds)}; "
+                                 f"keep one")
+    if not kinds:
         for key in src.node:
-            if key not in SOURCE_KINDS and key not in ("pin", "branch", "tag", "submodules"):
+            if key not in ("pin", "branch", "tag", "submodules"):
                 raise src.fail(key, f"unknown source kind{did_you_mean(key, SOURCE_KINDS)}; "
                                     f"use one of {', '.join(SOURCE_KINDS)}")
         raise src.fail(None, f"needs exactly one of {', '.join(SOURCE_KINDS)}")
@@ -207,11 +215,11 @@ def _env(top: Where, extra: frozenset[str]) -> tuple[tuple[tuple[str, str], ...]
             raise env.fail(key, "environment names are UPPER_CASE letters, digits and _")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise env.fail(key, "must be a single value (quote it)")
-        value = str(value)
+        value = text_of(value)
         try:
             names = template_variables(value)
         except ValueError as exc:
-            raise env.fail(key, f"bad placeholder {{{exc}}}; placeholders are {{name}} "
+            raise env.fail(key, f"{exc}; placeholders are {{name}} "
                                 f"(write {{{{ and }}}} for literal braces)") from None
         for name in names:
             if name not in known:
@@ -228,6 +236,10 @@ def load_dir(directory: Path, *, display_root: Path, extra_variables: frozenset[
     """Every `*.yaml` in `directory` except matrix.yaml, plus `overrides` (name -> file)."""
     if not directory.is_dir():
         raise UserError(f"{directory}: recipe directory not found; pass --recipes DIR")
+    strays = sorted(directory.glob("*.yml"))  # they would be skipped without a word
+    if strays:
+        raise UserError(f"{display_path(strays[0], display_root)}: recipe files end in .yaml; "
+                        f"rename it to {strays[0].stem}.yaml")
     files = {p.stem: p for p in sorted(directory.glob("*.yaml")) if p.name != "matrix.yaml"}
     for name, path in (overrides or {}).items():
         if name not in files:

@@ -6,12 +6,13 @@ typo anywhere in recipes/ reads as one line that says where and what to do.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from .errors import UserError, did_you_mean
-from .yamlsource import Mapping, Sequence, line_of
+from .yamlsource import Mapping, Sequence, line_of, text_of
 
 # Names of components, archs, variants, channels: safe in file names, tags and shells.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
@@ -77,7 +78,7 @@ def string(where: Where, key: str, *, required: bool = False, pattern: re.Patter
     value = node[key]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise where.fail(key, "must be a single value (a string)")
-    value = str(value)
+    value = text_of(value)
     if pattern is not None and not pattern.match(value):
         raise where.fail(key, f"{value!r} is not a valid {what or key}"
                          f"{_metachar_hint(value)}")
@@ -86,7 +87,9 @@ def string(where: Where, key: str, *, required: bool = False, pattern: re.Patter
 
 def number(where: Where, key: str, *, default: float, minimum: float) -> float:
     value = where.node.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+    # `not value >= minimum` also refuses .nan; .inf is no amount of memory either.
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not value >= minimum or math.isinf(value)):
         raise where.fail(key, f"must be a number >= {minimum}")
     return float(value)
 
@@ -113,7 +116,7 @@ def string_list(where: Where, key: str, *, pattern: re.Pattern | None = None,
     for i, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             raise items.fail(i, "must be a single value (a string)")
-        item = str(item)
+        item = text_of(item)
         if pattern is not None and not pattern.match(item):
             raise items.fail(i, f"{item!r} is not a valid {what or key}{_metachar_hint(item)}")
         if item in out:

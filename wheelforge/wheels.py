@@ -169,6 +169,7 @@ def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bak
         "python": cell.python, "arch": cell.arch, "archs": list(cell.archs),
         "variant": cell.variant, "runtime_image": cell.stack.runtime_image,
         "runtime_apt": " ".join(cell.stack.runtime_apt), "repository": plan.matrix.repository,
+        "default_arch": plan.matrix.default_arch, "default_variant": plan.matrix.default_variant,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "wheelforge_revision": revision(), "components": components,
         "runtime_deps": runtime_deps,

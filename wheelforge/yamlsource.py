@@ -3,7 +3,9 @@
 Validation errors must name the file, the line and the key. PyYAML's composer
 knows the line of every node; this loader keeps it: mappings become `Mapping`
 (a dict with the line of each key) and sequences become `Sequence` (a list with
-the line of each item).
+the line of each item). Numbers keep the text they were written as (`Int`,
+`Float`), so that a value meant as a string, like `python: [3.10]`, reads as
+"3.10" and not as the float's "3.1".
 """
 
 from __future__ import annotations
@@ -30,7 +32,34 @@ class Sequence(list):
     lines: list[int]
 
 
+class Int(int):
+    """A YAML integer that remembers its text (`0755`, `1_000`)."""
+
+    text: str = ""
+
+
+class Float(float):
+    """A YAML float that remembers its text (`3.10`, not 3.1)."""
+
+    text: str = ""
+
+
+def text_of(value: Any) -> str:
+    """A scalar as the user wrote it: numbers keep their YAML text."""
+    return getattr(value, "text", "") or str(value)
+
+
 class _Loader(yaml.SafeLoader):
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> Int:
+        out = Int(super().construct_yaml_int(node))
+        out.text = node.value
+        return out
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> Float:
+        out = Float(super().construct_yaml_float(node))
+        out.text = node.value
+        return out
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Mapping:
         out = Mapping()
         out.line = node.start_mark.line + 1
@@ -57,6 +86,8 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
                         _Loader.construct_sequence)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
 # Keep on/off/yes/no as strings: a recipe value `ENABLE_CK: off` must not become False.
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
@@ -71,6 +102,10 @@ def load(path: Path, *, display: str | None = None) -> Mapping:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{where}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        line = text_line(exc.object, exc.start)
+        raise UserError(f"{where}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
+                        f"save the file as UTF-8") from None
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -82,6 +117,11 @@ def load(path: Path, *, display: str | None = None) -> Mapping:
     if not isinstance(data, Mapping):
         raise UserError(f"{where}:1: the file must be a mapping of keys to values")
     return data
+
+
+def text_line(data: bytes, offset: int) -> int:
+    """The 1-based line of byte `offset` in `data`."""
+    return data.count(b"\n", 0, offset) + 1
 
 
 def line_of(container: Any, key: str | int) -> int:

@@ -125,29 +125,48 @@ def run_(c, image=None):
 
 
 REGISTRY = "registry host[:port] to publish to / pull from, e.g. 127.0.0.1:5000"
+DATE = "the day of the dated tag, YYYY-MM-DD (default: today, UTC)"
+
+
+def _day(value):
+    """--date YYYY-MM-DD as a date (None: today, decided by the pipeline)."""
+    import datetime
+
+    from wheelforge.errors import UserError
+
+    if value is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(str(value))
+    except ValueError:
+        raise UserError(f"--date {value!r}: write the day as YYYY-MM-DD") from None
 
 
 @task(help={"cells": "comma-separated globs over the wheel sets in wheels/ (default: all)",
             "registry": REGISTRY,
             "smoke_report": "smoke report (JSON) of the image; floating tags move only if it "
                             "passed for this exact digest",
-            "keep": "dated images to keep per cell (older ones are deleted)"})
+            "keep": "dated images to keep per cell (older ones are deleted)",
+            "date": DATE})
 @app.guarded
-def publish(c, registry, cells=None, smoke_report=None, keep=7):
+def publish(c, registry, cells=None, smoke_report=None, keep=7, date=None):
     """Push runtime images by dated tag, add sha- tags, promote after a passing smoke."""
     from wheelforge import pipeline
 
-    pipeline.publish(cells=cells, registry=registry, smoke_report=smoke_report, keep=int(keep))
+    pipeline.publish(cells=cells, registry=registry, smoke_report=smoke_report, keep=int(keep),
+                     day=_day(date))
 
 
 @task(help={**COMMON, "registry": REGISTRY,
             "keep": "dated images to keep per cell", "smoke_args": "extra smoke suite options, "
             "e.g. '--require-gpu'", "max_jobs": "compile jobs per component",
-            "ca_bundle": "CA bundle for TLS in builds (BuildKit secret; default auto)"},
+            "ca_bundle": "CA bundle for TLS in builds (BuildKit secret; default auto)",
+            "date": DATE},
       iterable=["recipe", "git_rewrite"])
 @app.guarded
 def nightly(c, registry, recipes=None, channel="nightly", cells=None, recipe=None,
-            git_rewrite=None, keep=7, smoke_args="", max_jobs=None, ca_bundle="auto"):
+            git_rewrite=None, keep=7, smoke_args="", max_jobs=None, ca_bundle="auto",
+            date=None):
     """For each cell: plan, wheels, image, publish, smoke, promote; report failed cells."""
     import shlex
 
@@ -157,7 +176,8 @@ def nightly(c, registry, recipes=None, channel="nightly", cells=None, recipe=Non
                                 git_rewrite=git_rewrite or ()),
                      channel=channel, cells=cells, registry=registry, keep=int(keep),
                      smoke_args=shlex.split(smoke_args),
-                     options=app.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle))
+                     options=app.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle),
+                     day=_day(date))
 
 
 @task(help={"registry": REGISTRY, "arch": "GPU arch set, e.g. gfx942 or gfx950",

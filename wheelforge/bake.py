@@ -96,6 +96,16 @@ def cache_tag(build: Build) -> str:
     return "-".join(parts).replace("+", "_")
 
 
+def secrets(options: Options) -> list[str]:
+    """BuildKit secret references: where the value comes from, never the value."""
+    out = []
+    if options.ca_bundle:
+        out.append(f"id=ca-bundle,src={options.ca_bundle}")
+    if options.index_url_env:
+        out.append(f"id=pip-index-url,env={options.index_url_env}")
+    return out
+
+
 def definition(plan: Plan, options: Options) -> dict:
     cores, mem_gb = host_resources()
     targets: dict[str, dict] = {}
@@ -120,13 +130,9 @@ def definition(plan: Plan, options: Options) -> dict:
             "output": [f"type=local,dest={options.exports / build.target}"
                        if build.wheels else "type=cacheonly"],
         }
-        secrets = []
-        if options.ca_bundle:
-            secrets.append(f"id=ca-bundle,src={options.ca_bundle}")
-        if options.index_url_env:
-            secrets.append(f"id=pip-index-url,env={options.index_url_env}")
-        if secrets:
-            target["secret"] = secrets
+        secrets_ = secrets(options)
+        if secrets_:
+            target["secret"] = secrets_
         tag = cache_tag(build)
         if options.cache_from:
             target["cache-from"] = [cache_ref(c, tag) for c in options.cache_from]

@@ -130,8 +130,9 @@ def _runtime_deps(plan: Plan, options: bake.Options, stages: dict[str, Path],
                      "RUNTIME_APT": " ".join(cell.stack.runtime_apt)},
             "output": [f"type=local,dest={options.exports / name}"],
         }
-        if options.ca_bundle:
-            targets[name]["secret"] = [f"id=ca-bundle,src={options.ca_bundle}"]
+        secrets = bake.secrets(options)
+        if secrets:
+            targets[name]["secret"] = secrets
     result = engine.bake({"group": {"default": {"targets": list(targets)}}, "target": targets},
                          list(targets), workdir=options.exports, builder=builder)
     if not result.ok:

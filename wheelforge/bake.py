@@ -74,8 +74,9 @@ def cache_ref(spec_: str, tag: str) -> str:
     parts = dict(p.split("=", 1) for p in spec_.split(",") if "=" in p)
     kind = parts.get("type", "")
     if kind == "registry" and "ref" in parts:
-        repo = parts["ref"]
-        if ":" in repo.rsplit("/", 1)[-1]:  # drop a tag the user gave; the tag is ours
+        repo = parts["ref"].split("@", 1)[0]  # a digest, if any, is not a place
+        last = repo.rsplit("/", 1)[-1]
+        if "/" in repo and ":" in last:  # drop a tag the user gave; the tag is ours
             repo = repo[: repo.rindex(":")]
         parts["ref"] = f"{repo}:{tag}"
     elif kind == "local":

@@ -52,6 +52,8 @@ class Resolved:
         """What reaches the output: never the mirror URL, never where it lies on disk."""
         data = asdict(self)
         data.pop("fetch_url")
+        if self.kind == "git":  # the commit is the tree; a branch or tag name is a label
+            data.pop("ref")
         if self.kind == "path":
             data.pop("path")
         return data
@@ -206,7 +208,8 @@ def _resolve(recipe: Recipe, channel: str, inputs: Inputs) -> Resolved:
         elif src.pin:
             commit, ref = src.pin, src.tag or ""
         else:
-            raise UserError(f"{who}: unpinned source for the {channel} channel (branch "
+            raise UserError(f"{recipe.file}:{recipe.line_of_source}: source: {recipe.name}: "
+                            f"unpinned source for the {channel} channel (branch "
                             f"{src.branch!r} only); add source.pin with the full commit")
         return Resolved(kind="git", url=src.url, fetch_url=fetch_url, ref=ref, commit=commit,
                         submodules=src.submodules)

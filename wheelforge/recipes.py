@@ -93,6 +93,7 @@ class Recipe:
     runtime: bool  # its wheels go into the runtime image
     mem_per_job_gb: float
     line_of_depends: int = 0
+    line_of_source: int = 0
     variables: frozenset[str] = field(default_factory=frozenset)  # placeholders env uses
 
 
@@ -152,6 +153,7 @@ def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) ->
         prefix=prefix, imports=imports, runtime=runtime,
         mem_per_job_gb=schema.number(top, "mem_per_job_gb", default=1.0, minimum=0.1),
         line_of_depends=data.lines.get("depends", data.line), variables=frozenset(variables),
+        line_of_source=data.lines.get("source", data.line),
     )
 
 

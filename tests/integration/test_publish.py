@@ -5,9 +5,9 @@ docker-registry, distribution 2.8); nothing is mocked. The nightly history is
 built up by chained module fixtures, one nightly run per day, so that each test
 runs only the days it needs:
 
-    two_days       2026-11-20 (library, demo set)  and 2026-11-21 (CLI, a changed set)
+    two_days       2026-11-20 (library, demo set) and 2026-11-21 (CLI, a changed set): pass
     failed_day     2026-11-22 (CLI, --require-gpu: the smoke fails on a CPU machine)
-    retention_days 2026-11-23 (keep=1, passes)     and 2026-11-24 (keep=1, smoke fails)
+    retention_day  2026-11-23 (library, keep=1, the smoke fails again)
 
 Each day after the first builds from a copy of the demo recipes whose msgpack-numpy
 recipe has one extra harmless step, so its wheel set (keys, manifest.json) and hence
@@ -42,7 +42,7 @@ CELL = "stable-bookworm-py3.11-x86-64-v2-default"
 REPO = "wheelforge/demo-runtime"  # demo/recipes/matrix.yaml: repository
 # stable channel, default arch x86-64-v2, default variant `default`: all three float.
 FLOATING = ("stable-x86-64-v2-default", "stable-x86-64-v2", "latest")
-DAYS = [datetime.date(2026, 11, d) for d in (20, 21, 22, 23, 24)]
+DAYS = [datetime.date(2026, 11, d) for d in (20, 21, 22, 23)]
 USER, PASSWORD = "wf-publisher", "s3cret-Pa55word"
 # bcrypt (cost 4) of PASSWORD (the same hash tests/integration/test_registry.py uses).
 HTPASSWD = f"{USER}:$2b$04$zdVlG9/9phK3wTBwlOZsFuuruBNRo77R5NJdEoSCympVjt24C4/B2\n"
@@ -54,15 +54,6 @@ CLI_TIMEOUT = 1500  # a hung command fails the test (subprocess timeout), never 
 
 def dated(day: datetime.date) -> str:
     return tags.dated_tag(CELL, day)
-
-
-def revision() -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-
-
-def sha_tag() -> str:
-    return tags.sha_tag(revision(), CELL)
 
 
 def snapshot(reg: Registry, repo: str = REPO) -> dict[str, str | None]:
@@ -111,6 +102,19 @@ class Day:
         digest = self.tags.get(dated(self.day))
         assert digest, f"no dated tag {dated(self.day)} in {sorted(self.tags)}"
         return digest
+
+    @property
+    def revision(self) -> str:
+        """The wheelforge commit the run recorded (HEAD may move while tests run)."""
+        return json.loads(self.manifest)["wheelforge_revision"]
+
+    @property
+    def sha_tag(self) -> str:
+        return tags.sha_tag(self.revision, CELL)
+
+    def named(self) -> set[str]:
+        """Every tag but the sha- ones (whose revision depends on when each run happened)."""
+        return {t for t in self.tags if not t.startswith("sha-")}
 
 
 @dataclass(frozen=True)
@@ -177,13 +181,10 @@ def failed_day(history: History, two_days) -> Day:
 
 
 @pytest.fixture(scope="module")
-def retention_days(history: History, failed_day) -> tuple[Day, Day]:
-    """Day 4 passes with keep=1; day 5 fails its smoke with keep=1."""
-    fourth = history.nightly_library(DAYS[3], day_recipes(history.recipes_root, "day4"), keep=1)
-    assert fourth.error is None, fourth.error
-    fifth = history.nightly_library(DAYS[4], day_recipes(history.recipes_root, "day5"), keep=1,
-                                    smoke_args=["--require-gpu"])
-    return fourth, fifth
+def retention_day(history: History, failed_day) -> Day:
+    """Day 4, keep=1: a changed set whose smoke fails, so the floating tags stay on day 2."""
+    return history.nightly_library(DAYS[3], day_recipes(history.recipes_root, "day4"), keep=1,
+                                   smoke_args=["--require-gpu"])
 
 
 @pytest.fixture()
@@ -212,15 +213,17 @@ def docker_config(tmp_path: Path) -> Path:
 def test_two_nightlies_tag_by_day_and_float_to_the_newest(history: History, two_days) -> None:
     first, second = two_days
     # Day 1 alone: its dated and sha- tags, and every floating tag on its digest.
-    assert set(first.tags) == {dated(DAYS[0]), sha_tag(), *FLOATING}
-    assert {first.tags[t] for t in (sha_tag(), *FLOATING)} == {first.digest}
+    assert first.named() == {dated(DAYS[0]), *FLOATING}
+    assert first.tags[first.sha_tag] == first.digest
+    assert {first.tags[t] for t in FLOATING} == {first.digest}
 
     # Day 2 (the CLI) published a new digest; both days stay; all moving tags follow.
     assert first.digest != second.digest, "day 2's changed recipe set gave the same image"
     assert first.manifest != second.manifest
-    assert set(second.tags) == {dated(DAYS[0]), dated(DAYS[1]), sha_tag(), *FLOATING}
+    assert second.named() == {dated(DAYS[0]), dated(DAYS[1]), *FLOATING}
     assert second.tags[dated(DAYS[0])] == first.digest
-    for tag in (sha_tag(), *FLOATING):
+    assert second.tags[second.sha_tag] == second.digest
+    for tag in FLOATING:
         assert second.tags[tag] == second.digest, tag
     assert dated(DAYS[1]) in second.proc.stdout  # the publish summary
     assert "Traceback" not in second.proc.stderr
@@ -232,11 +235,18 @@ def test_two_nightlies_tag_by_day_and_float_to_the_newest(history: History, two_
     assert f"{history.host}/{REPO}@{second.digest}" in info["RepoDigests"]
     labels = info["Config"]["Labels"]
     assert labels["dev.wheelforge.cell"] == CELL
-    assert labels["org.opencontainers.image.revision"] == revision()
+    assert labels["org.opencontainers.image.revision"] == second.revision
+    is_commit = ["git", "-C", str(ROOT), "cat-file", "-e", f"{second.revision}^{{commit}}"]
+    assert subprocess.run(is_commit, check=False).returncode == 0, second.revision
     assert labels["dev.wheelforge.manifest.sha256"] == hashlib.sha256(second.manifest).hexdigest()
     inside = docker("run", "--rm", "--network=none", ref, "cat", "/opt/wheelset/manifest.json")
     assert inside.stdout.encode() == second.manifest
-    assert "echo day2" in json.dumps(json.loads(second.manifest))  # day 2's recipe set
+    # built from day 2's recipe set: a new msgpack-numpy key, the other components' as before
+    keys = [{c: v["key"] for c, v in json.loads(d.manifest)["components"].items()}
+            for d in (first, second)]
+    assert {c for c in keys[0] if keys[0][c] != keys[1][c]} == {"msgpack-numpy"}
+    assert json.loads(second.manifest)["components"]["msgpack-numpy"]["recipe"] == \
+        "day2/msgpack-numpy.yaml"
 
 
 # ---- 2. a failing smoke moves nothing ---------------------------------------------------
@@ -251,8 +261,8 @@ def test_failing_smoke_leaves_every_floating_tag_in_place(two_days, failed_day: 
     assert "floating tags stay where they are" in proc.stderr
 
     # The new image is published under its day, and nothing that users pull moved.
-    assert failed_day.digest not in {passed.digest, *passed.tags.values()}
-    assert set(failed_day.tags) == {*passed.tags, dated(DAYS[2])}
+    assert failed_day.digest not in set(passed.tags.values())
+    assert failed_day.named() == {*passed.named(), dated(DAYS[2])}
     for tag in FLOATING:
         assert failed_day.tags[tag] == passed.digest, tag
     for tag in (dated(DAYS[0]), dated(DAYS[1])):
@@ -263,29 +273,28 @@ def test_failing_smoke_leaves_every_floating_tag_in_place(two_days, failed_day: 
 
 
 def test_retention_deletes_exactly_the_old_days_and_never_a_kept_digest(
-        history: History, two_days, failed_day: Day, retention_days) -> None:
+        history: History, two_days, failed_day: Day, retention_day: Day) -> None:
     first, second = two_days
-    fourth, fifth = retention_days
-    reg = history.registry()
+    last = retention_day
+    assert isinstance(last.error, UserError) and last.error.exit_code == 1
+    assert str(last.error) == f"nightly: failed cells: {CELL} (smoke failed)"
 
-    # keep=1 after a passing day 4: days 1-3 are gone, with their manifests.
-    assert set(fourth.tags) == {dated(DAYS[3]), sha_tag(), *FLOATING}
-    assert {fourth.tags[t] for t in (sha_tag(), *FLOATING)} == {fourth.digest}
-
-    # keep=1 after a failing day 5: day 4's dated tag is expired, but its digest is
-    # still what every floating tag points at, so it is not deleted (and so stays tagged).
-    assert isinstance(fifth.error, UserError) and fifth.error.exit_code == 1
-    assert str(fifth.error) == f"nightly: failed cells: {CELL} (smoke failed)"
-    assert set(fifth.tags) == {dated(DAYS[3]), dated(DAYS[4]), sha_tag(), *FLOATING}
-    assert fifth.digest != fourth.digest
+    # keep=1: days 1-3 are expired. Days 1 and 3 are deleted with their manifests; day 2's
+    # digest is what every floating tag still points at (day 4's smoke failed), so it is
+    # not deleted, and its dated tag stays with it.
+    assert last.named() == {dated(DAYS[1]), dated(DAYS[3]), *FLOATING}
+    assert last.tags[dated(DAYS[1])] == second.digest
     for tag in FLOATING:
-        assert fifth.tags[tag] == fourth.digest, tag
-    assert fifth.tags[dated(DAYS[3])] == fourth.digest
+        assert last.tags[tag] == second.digest, tag
+    assert last.tags[last.sha_tag] == last.digest
+    assert last.digest not in (first.digest, second.digest, failed_day.digest)
+    kept = {second.digest, last.digest}
+    assert set(last.tags.values()) == kept  # sha- tags included: none dangles
 
-    # The registry holds the kept manifests and none of the deleted ones.
-    for digest in (first.digest, second.digest, failed_day.digest):
+    reg = history.registry()
+    for digest in (first.digest, failed_day.digest):
         assert reg.resolve(REPO, digest) is None, digest
-    for digest in (fourth.digest, fifth.digest):
+    for digest in kept:
         assert reg.resolve(REPO, digest) == digest
 
 
@@ -372,7 +381,9 @@ def test_publish_with_docker_login_never_prints_the_password(history: History, t
                         env=env, timeout=CLI_TIMEOUT)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         held = Registry(server.host, credentials=(USER, PASSWORD))
-        assert sorted(held.tags(REPO)) == sorted([f"{CELL}-20261120", sha_tag()])
+        published = held.tags(REPO)
+        assert {t for t in published if not t.startswith("sha-")} == {f"{CELL}-20261120"}
+        assert [t for t in published if t.startswith("sha-")] != []
         assert f"{CELL}-20261120" in ok.stdout
 
         wrong = "wr0ng-Pa55word"
@@ -384,7 +395,7 @@ def test_publish_with_docker_login_never_prints_the_password(history: History, t
         bad = run_invoke("publish", "--registry", server.host, "--cells", CELL,
                          "--date", "2026-11-21", env={**env, "DOCKER_CONFIG": str(bad_config)},
                          timeout=CLI_TIMEOUT)
-        assert sorted(held.tags(REPO)) == sorted([f"{CELL}-20261120", sha_tag()])
+        assert held.tags(REPO) == published  # the rejected run added nothing
     line = assert_one_error_line(bad)
     assert server.host in line and "credentials were rejected" in line, line
     assert f"docker login {server.host}" in line

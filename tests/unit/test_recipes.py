@@ -112,7 +112,7 @@ CORPUS = [
      "sdist, index, path"),
     ("unknown_top_key", "app.yaml:5: stpes: unknown key (did you mean 'steps'?)"),
     ("unpinned_stable",
-     "app.yaml: app: unpinned source for the stable channel (branch 'main' only); add "
+     "app.yaml:2: source: app: unpinned source for the stable channel (branch 'main' only); add "
      "source.pin with the full commit"),
 ]
 

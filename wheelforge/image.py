@@ -64,7 +64,7 @@ def labels_args(manifest: dict, manifest_sha: str) -> list[str]:
 
 
 def build(cell_dir: Path, *, tag: str | None = None, builder: str | None = None,
-          runtime_apt: str = "") -> Built:
+          runtime_apt: str = "", no_cache: bool = False) -> Built:
     manifest = wheelset.read_manifest(cell_dir)
     manifest_sha = hashlib.sha256((cell_dir / wheelset.MANIFEST).read_bytes()).hexdigest()
     tag = tag or default_tag(manifest)
@@ -76,6 +76,7 @@ def build(cell_dir: Path, *, tag: str | None = None, builder: str | None = None,
             "--build-arg", f"RUNTIME_IMAGE={base}",
             "--build-arg", f"RUNTIME_APT={runtime_apt or manifest.get('runtime_apt', '')}",
             *labels_args(manifest, manifest_sha),
+            *(["--no-cache"] if no_cache else []),
             "--provenance=false", "--sbom=false", "--load", "-t", tag, str(ROOT)]
     engine.say(f"image: building {tag} from {cell_dir}")
     result = engine.run_build(args)

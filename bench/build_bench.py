@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Build benchmarks on the demo recipe set, on a real engine.
+
+  cold build        both stable cells after `docker buildx prune -af` (no BuildKit cache,
+                    no apt/pip cache mounts; sources already fetched, base image present)
+  no-op rebuild     the same again: every component must be a cache hit
+  one-pin change    liblz4 pinned to a new commit: which components rebuilt, and the time
+  context size      what the engine receives as the build context (.dockerignore)
+  clean image       Dockerfile.clean (--no-cache) against a bare `pip install --no-index`
+                    of the same wheels in the same base image, each run 3 times (median)
+  size overhead     runtime image vs base image + installed wheels (du inside the images)
+
+Writes bench/results/<date>.json and prints a Markdown section to add to RESULTS.md.
+Run: python3 bench/build_bench.py   (make bench)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import CELLS, build_demo, copy_recipes  # noqa: E402
+from wheelforge import demo, engine, localenv, wheelset  # noqa: E402
+from wheelforge import image as images  # noqa: E402
+
+BASE = "wheelforge-demo/bookworm:base"
+
+
+def timed(fn):
+    start = time.monotonic()
+    result = fn()
+    return time.monotonic() - start, result
+
+
+def new_lz4c_commit(tmp: Path) -> tuple[str, Path]:
+    work, bare = tmp / "work", tmp / "lz4-c.git"
+    subprocess.run(["git", "clone", "-q", str(demo.REPOS / "lz4-c.git"), str(work)], check=True)
+    with (work / "lz4.h").open("a") as f:
+        f.write("\n/* benchmark commit */\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
+           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
+    subprocess.run(["git", "-C", str(work), "commit", "-qam", "bench"], check=True, env=env)
+    commit = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return commit, bare
+
+
+def context_bytes(wheels: Path) -> int:
+    """Bytes of the main build context the engine received (after .dockerignore)."""
+    proc = subprocess.run(
+        ["docker", "buildx", "build", "-f", "docker/Dockerfile.clean", "--build-context",
+         f"wheels={wheels}", "--build-arg", f"RUNTIME_IMAGE={BASE}", "--progress=plain",
+         "-o", "type=cacheonly", "."], cwd=ROOT, capture_output=True, text=True, check=False)
+    sizes = re.findall(r"transferring context: ([0-9.]+)([kMG]?B)", proc.stderr)
+    if not sizes:
+        return -1
+    number, unit = sizes[-1]
+    return int(float(number) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[unit])
+
+
+def bare_install(wheels: Path) -> float:
+    reqs = " ".join(f"{w['distribution']}=={w['version']}" for c in
+                    wheelset.read_manifest(wheels)["components"].values()
+                    if c["runtime"] for w in c["wheels"])
+    script = (f"python3 -m venv /v && /v/bin/pip install -q --no-index --find-links /wheels "
+              f"{reqs}")
+    start = time.monotonic()
+    engine.docker(["run", "--rm", "--network=none", "-v", f"{wheels}:/wheels:ro", BASE,
+                   "bash", "-c", script], what="(bare pip install) ")
+    return time.monotonic() - start
+
+
+def main() -> None:
+    results: dict = {"date": dt.date.today().isoformat(), "host": {
+        "cores": os.cpu_count(), "docker": engine.docker(["version", "--format",
+                                                          "{{.Server.Version}}"])
+        .stdout.decode().strip()}}
+    tmp = Path(tempfile.mkdtemp(prefix="wheelforge-bench-"))
+    try:
+        demo.make_repos()
+        localenv.ensure_images({BASE})
+        engine.docker(["buildx", "prune", "-af"], what="(prune) ")
+        cold_s, cold = timed(lambda: build_demo(tmp / "wheels", tmp / "exports"))
+        results["cold_build_s"] = round(cold_s, 1)
+        results["cold_rows"] = [r.__dict__ for r in cold.rows]
+        noop_s, noop = timed(lambda: build_demo(tmp / "wheels", tmp / "exports"))
+        results["noop_rebuild_s"] = round(noop_s, 1)
+        results["noop_all_cached"] = all(r.cached for r in noop.rows)
+        results["noop_fraction_of_cold"] = round(noop_s / cold_s, 3)
+        commit, bare = new_lz4c_commit(tmp)
+        recipes = copy_recipes(tmp / "recipes", {"liblz4.yaml": (
+            demo.make_repos()["lz4-c.git"], commit)})
+        pin_s, pin = timed(lambda: build_demo(
+            tmp / "wheels-pin", tmp / "exports", recipes=recipes,
+            rewrites=((f"file://{bare}", "https://demo.wheelforge.invalid/lz4-c.git"),)))
+        results["pin_change_rebuild_s"] = round(pin_s, 1)
+        results["pin_change_rebuilt"] = sorted({f"{r.component}@{r.cell.split('-py')[1]}"
+                                                for r in pin.rows if not r.cached})
+        results["context_bytes"] = context_bytes(tmp / "wheels" / CELLS[0])
+        clean, bare_t = [], []
+        cell_dir = tmp / "wheels" / CELLS[0]
+        for _ in range(3):
+            clean.append(images.build(cell_dir, tag="wheelforge-bench/clean:latest",
+                                      no_cache=True).seconds)
+            bare_t.append(bare_install(cell_dir))
+        built = images.build(cell_dir, tag="wheelforge-bench/clean:latest")
+        results["clean_image_s"] = [round(x, 1) for x in clean]
+        results["bare_install_s"] = [round(x, 1) for x in bare_t]
+        results["clean_over_bare"] = round(statistics.median(clean) / statistics.median(bare_t), 3)
+        overhead = built.size - built.base_size - built.installed_size
+        results["image_bytes"] = {"image": built.size, "base": built.base_size,
+                                  "installed_wheels": built.installed_size,
+                                  "overhead": overhead,
+                                  "overhead_pct": round(100 * overhead /
+                                                        (built.base_size + built.installed_size),
+                                                        2)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = ROOT / "bench" / "results" / f"{results['date']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "cold_rows"}, indent=2))
+
+
+if __name__ == "__main__":
+    with localenv.engine_running():
+        main()

@@ -43,8 +43,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _StopOnExit:
+    """`with server:` stops the server at the end of the block."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 @dataclass(frozen=True, kw_only=True)
-class RegistryServer:
+class RegistryServer(_StopOnExit):
     """A running ``docker-registry serve``; ``.host`` is ``127.0.0.1:PORT``."""
 
     host: str
@@ -64,16 +82,6 @@ class RegistryServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def write_config(
@@ -182,7 +190,7 @@ def _tail(log: Path) -> str:
     return " ".join(lines[-1].split())[:200] if lines else "no output"
 
 
-class FaultServer:
+class FaultServer(_StopOnExit):
     """A loopback HTTP server that fails every request; see ``serve_errors``."""
 
     def __init__(self, status: int | None) -> None:
@@ -238,16 +246,6 @@ class FaultServer:
         self._server.server_close()
         self._thread.join()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def serve_errors(*, status: int | None = 500) -> FaultServer:

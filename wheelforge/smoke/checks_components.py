@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .checks_torch import relative_error
-from .context import Context
+from .context import Context, installed_version
 from .report import Outcome, Skip, failed, passed, skipped
 
 Importer = Callable[[str], Any]
@@ -110,7 +110,7 @@ def check_aiter(ctx: Context, rmsnorm: Callable[..., Any] | None = None) -> Outc
     if tuple(got.shape) != tuple(want.shape):
         return failed(f"AITER rmsnorm gave shape {tuple(got.shape)}, want {tuple(want.shape)}")
     err = relative_error(got.float().cpu(), want)
-    metrics = {"rel_error": err, "version": _dist_version("amd-aiter", "aiter")}
+    metrics = {"rel_error": err, "version": installed_version("amd-aiter", "aiter")}
     if not err <= RMSNORM_BOUND:
         return failed(f"AITER rmsnorm relative error {err:.3g} > {RMSNORM_BOUND:g} vs torch "
                       "reference", metrics, ("rel_error",))
@@ -131,7 +131,7 @@ def check_module(ctx: Context, module: str, dists: tuple[str, ...] = (),
     except Exception as exc:  # noqa: BLE001  (any import error is a finding)
         return failed(f"{module} is installed but import failed: {type(exc).__name__}: "
                       f"{' '.join(str(exc).split())[:200]}")
-    version = getattr(mod, "__version__", None) or _dist_version(*dists, module)
+    version = getattr(mod, "__version__", None) or installed_version(*dists, module)
     return passed(f"import {module} OK (version {version or 'unknown'})",
                   {"version": str(version) if version else None}, ("version",))
 
@@ -141,15 +141,6 @@ def find_spec_safe(name: str) -> Any:
         return importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return None
-
-
-def _dist_version(*dists: str) -> str | None:
-    for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def check_flydsl(ctx: Context) -> Outcome:

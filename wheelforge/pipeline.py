@@ -101,8 +101,7 @@ def publish(*, cells: str | None, registry: str, smoke_report: str | None = None
             if not engine.image_exists(local):
                 raise UserError(f"publish {manifest['cell']}: image {local} not built; run "
                                 f"invoke image --cells {manifest['cell']}")
-            published = publishing.push(manifest, local, reg, day=day,
-                                        revision=wheel_builds.revision())
+            published = publishing.push(manifest, local, reg, day=day)
             published = publishing.promote(manifest, published, reg, report=report)
             done.append(publishing.retain(manifest, published, reg, keep=keep))
     print(publish_summary(done))
@@ -138,8 +137,7 @@ def nightly(ins: Inputs, *, channel: str, cells: str | None, registry: str,
                 wheel_builds.build(p, options, out_root=WHEELS)
                 built = images.build(WHEELS / cell.id)
                 manifest = wheelset.read_manifest(WHEELS / cell.id)
-                published = publishing.push(manifest, built.tag, reg, day=day,
-                                            revision=wheel_builds.revision())
+                published = publishing.push(manifest, built.tag, reg, day=day)
                 # Smoke the exact digest the registry holds, pulled back by digest.
                 pushed_ref = f"{reg.host}/{published.repository}@{published.digest}"
                 engine.docker(["pull", "-q", pushed_ref], what=f"{pushed_ref} ")

@@ -1,7 +1,7 @@
 """`invoke publish`: push a cell's runtime image and move its tags, smoke first.
 
-Tags follow docker/metadata-action's conventions (tags.py): a dated tag and a
-`sha-` tag are immutable records of each build; the floating tags
+Tags follow docker/metadata-action's conventions (tags.py): a dated tag records
+each build, a `sha-` tag the first image of each wheelforge revision; the floating tags
 (`nightly-gfx942`, `nightly-gfx942-ckfree`, `latest`) are what users pull, and
 they move only to a digest whose smoke report passed. The image goes up under
 its dated tag once; every other tag is then set by digest through the registry
@@ -33,9 +33,13 @@ class Published:
     deleted: tuple[str, ...] = field(default_factory=tuple)
 
 
-def push(manifest: dict, local_tag: str, registry: Registry, *, day: _dt.date,
-         revision: str) -> Published:
-    """Push the image under its dated tag, verify the digest, add the sha- tag."""
+def push(manifest: dict, local_tag: str, registry: Registry, *, day: _dt.date) -> Published:
+    """Push the image under its dated tag, verify the digest, add the sha- tag.
+
+    The sha- tag names the wheelforge revision the wheel set was built from (the
+    manifest's, the same as the image's revision label), not the checkout's now.
+    """
+    revision = manifest.get("wheelforge_revision", "")
     registry.ping()  # a registry that is down fails here, bounded, before anything moves
     repo, cell = manifest["repository"], manifest["cell"]
     dated = tags.dated_tag(cell, day)
@@ -51,7 +55,7 @@ def push(manifest: dict, local_tag: str, registry: Registry, *, day: _dt.date,
         raise UserError(f"publish {cell}: the registry holds {held} under {dated}, but the push "
                         f"reported {pushed}; not tagging anything else", exit_code=1)
     sha = tags.sha_tag(revision, cell) if re.fullmatch(r"[0-9a-f]{7,40}", revision) else None
-    if sha:
+    if sha and registry.resolve(repo, sha) is None:  # set once: it never moves
         registry.tag(repo, held, sha)
     return Published(cell=cell, repository=repo, digest=held,
                      tags=(dated, *([sha] if sha else [])))

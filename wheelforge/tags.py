@@ -3,15 +3,16 @@
 Tags follow docker/metadata-action's conventions:
 
 - a dated tag per nightly build, ``<cell_id>-YYYYMMDD`` (never moves; retention prunes it),
-- a commit tag, ``sha-<7 hex>-<cell_id>`` (never moves),
+- a commit tag, ``sha-<7 hex>-<cell_id>``: the first image built from that wheelforge
+  revision (set once, never moved; retention keeps it),
 - floating tags that move to the newest build that passed its smoke test:
   ``<channel>-<arch>-<variant>``, ``<channel>-<arch>`` for the default variant, and
   ``latest`` for the stable channel's default arch and default variant.
 
 Retention (for the caller, e.g. the publish step): distribution 2.8 can only delete a
-manifest *by digest*, and doing so removes every tag that points at that digest. An
-unchanged nightly rebuild produces the same digest as yesterday's, so yesterday's dated
-tag, today's dated tag and the floating tags can all share one digest. Therefore:
+manifest *by digest*, and doing so removes every tag that points at that digest. Tags of
+different days can share one digest (an image pushed again unchanged, a floating tag
+still on an older day's image). Therefore:
 
 1. ``expired(all_tags, cell_id, keep)`` picks the dated tags to drop;
 2. resolve each expired tag and each tag that stays (kept dated tags, floating tags,

@@ -197,3 +197,11 @@ def test_fresh_build_context_is_small(demo_build, tmp_path):
     number = size.rstrip("kMGB")
     assert size.endswith(("kB", "B")) and not size.endswith(("MB", "GB")), sizes[-1]
     assert float(number) < 1000, sizes[-1]
+
+
+def test_smoke_compare_runs_the_perf_checks_in_both_images(demo_images):
+    a, b = (demo_images[c].tag for c in CELLS)
+    proc = run_invoke("smoke", "--image", a, "--compare", b)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{b}/{a}" in proc.stdout  # the ratio column of the comparison table
+    assert proc.stdout.count("smoke: PASSED") == 2

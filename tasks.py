@@ -115,9 +115,9 @@ def shell(c, image=None):
 @app.guarded
 def run_(c, image=None):
     """Run a command in a runtime image: invoke run -- python -c 'import torch'."""
-    from wheelforge import pipeline
-
     import sys
+
+    from wheelforge import pipeline
 
     # The words after `--`, exactly as the shell gave them (invoke's remainder is re-joined).
     command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []

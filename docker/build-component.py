@@ -59,7 +59,7 @@ def build(target):
     spec = json.loads(os.environ["SPEC"])
     comp = spec["component"]
     where = f"component={comp}"
-    have = "%d.%d" % sys.version_info[:2]
+    have = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if have != spec["python"]:
         fail(target, f"{where} the build image has Python {have}, the cell wants "
                      f"{spec['python']}; fix the stack's build_image or the matrix python")

@@ -44,7 +44,8 @@ def run(image: str, command: list[str], *, interactive: bool = False,
         extra: list[str] | None = None) -> int:
     """`docker run` IMAGE COMMAND with the device flags; returns the exit code."""
     if not command:
-        raise UserError("run: give the command after --, e.g. invoke run -- python -c 'import torch'")
+        raise UserError("run: give the command after --, e.g. "
+                        "invoke run -- python -c 'import torch'")
     args = [engine.DOCKER, "run", "--rm", *(["-it"] if interactive else []), *device_flags(),
             *(extra or []), image, *command]
     return subprocess.call(args)

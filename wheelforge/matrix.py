@@ -179,7 +179,7 @@ def _variants(top: Where) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
         schema.check_keys(variant, {"description", "vars"})
         vars_node = schema.mapping(variant, "vars")
         pairs = []
-        for key, value in (vars_node.node.items() if vars_node else ()):
+        for key in vars_node.node if vars_node else ():
             if not re.match(r"^[a-z_][a-z0-9_]*$", key):
                 raise vars_node.fail(key, "variable names are lowercase letters, digits and _")
             if key in CELL_VARIABLES:  # it would silently replace the cell's own value

@@ -174,7 +174,8 @@ def _build_for(recipe: Recipe, cell: Cell, source: Resolved, deps: list[Build],
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return Build(
-        component=recipe.name, key=key, target=f"{re.sub(r'[^A-Za-z0-9_-]', '_', recipe.name)}-{key[:12]}",
+        component=recipe.name, key=key,
+        target=f"{re.sub(r'[^A-Za-z0-9_-]', '_', recipe.name)}-{key[:12]}",
         recipe_file=recipe.file, source=source, build_image=cell.stack.build_image,
         runtime_image=cell.stack.runtime_image, python=cell.python, apt=apt, env=env,
         steps=recipe.steps, deps=tuple(d.target for d in deps), wheels=recipe.wheels,

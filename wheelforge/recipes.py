@@ -22,7 +22,8 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 URL_RE = re.compile(r"^(https?|ssh|git|file)://[A-Za-z0-9._~:/@%+-]+$|^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:[A-Za-z0-9._~/%+-]+$")
 DIST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-REQ_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?(==|>=|<=|~=)?[A-Za-z0-9.+!*-]*$")
+REQ_RE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?(==|>=|<=|~=)?[A-Za-z0-9.+!*-]*$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 APT_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*(=[A-Za-z0-9.+:~-]+)?$")
 

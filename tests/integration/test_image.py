@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CELLS, ROOT, build_demo, copy_recipes, run_invoke
+from tests.conftest import CELLS, ROOT, copy_recipes, run_invoke
 from wheelforge import engine, wheelset
 
 pytestmark = pytest.mark.integration

@@ -36,7 +36,7 @@ def test_demo_builds_two_cells_with_complete_manifests(demo_build):
         assert set(manifest["components"]) == {"liblz4", "pkgconfig", "lz4", "msgpack",
                                                "msgpack-numpy"}
         listed = {}
-        for name, comp in manifest["components"].items():
+        for comp in manifest["components"].values():
             assert comp["source"]["kind"] in ("git", "sdist")
             assert comp["build_image"]["digest"].startswith("sha256:")
             for wheel in comp["wheels"]:

@@ -198,9 +198,9 @@ def test_unpinned_source_on_the_stable_channel(tmp_path: Path):
     directory = write_set(tmp_path / "recipes", recipes)
     with pytest.raises(UserError) as caught:
         make_plan(directory, channel="stable")
-    assert str(caught.value) == ("recipes/kern.yaml:3: source: kern: unpinned source for the stable "
-                                 "channel (branch 'main' only); add source.pin with the full "
-                                 "commit")
+    assert str(caught.value) == ("recipes/kern.yaml:3: source: kern: unpinned source for the "
+                                 "stable channel (branch 'main' only); add source.pin with the "
+                                 "full commit")
 
 
 def test_only_selects_a_closure(tmp_path: Path):

@@ -7,7 +7,7 @@ setup:            ## install engine, buildx, registry, debootstrap, Python tools
 demo: setup       ## the main job: demo wheels, runtime images and smoke
 	invoke demo
 
-test: setup       ## every test that needs no GPU (starts the engine and a registry itself)
+test: setup lint  ## lint, then every test that needs no GPU (starts engine and registry itself)
 	python3 -m pytest -m "not gpu"
 
 test-unit:        ## tests that need no engine

@@ -153,5 +153,6 @@ def matrix_include(ins: planning.Inputs, *, channel: str | None, cells: str | No
     matrix, _ = planning.load(ins)
     return {"include": [{"cell": c.id, "channel": c.channel, "stack": c.stack.name,
                          "python": c.python, "arch": c.arch, "variant": c.variant,
-                         "runner": list(c.runner) or ["ubuntu-latest"]}
+                         "runner": list(c.runner) or ["ubuntu-latest"],
+                         "image": f"{matrix.repository}:{c.id}"}
                         for c in matrix.select(cells, channel)]}

@@ -137,6 +137,7 @@ def test_invoke_matrix_json():
         assert {"cell", "arch", "variant", "runner"} <= set(entry)
         assert entry["cell"].endswith(f"-{entry['arch']}-{entry['variant']}")
         assert entry["runner"] and all(isinstance(r, str) for r in entry["runner"])
+        assert entry["image"] == f"rocm/wheelforge-runtime:{entry['cell']}"  # invoke image's tag
     assert include[2]["runner"] == ["self-hosted", "linux", "mi355x"]
 
 

@@ -6,8 +6,9 @@
   no-op rebuild     the same again: every component must be a cache hit
   one-pin change    liblz4 pinned to a new commit: which components rebuilt, and the time
   context size      what the engine receives as the build context (.dockerignore)
-  clean image       Dockerfile.clean (--no-cache) against a bare `pip install --no-index`
-                    of the same wheels in the same base image, each run 3 times (median)
+  clean image       Dockerfile.clean (--no-cache) against the plainest image build that
+                    installs the same wheels in the same base (FROM base; RUN venv + pip
+                    install --no-index), each run 3 times, alternating (median)
   size overhead     runtime image vs base image + installed wheels (du inside the images)
 
 Writes bench/results/<date>.json and prints a Markdown section to add to RESULTS.md.
@@ -71,15 +72,19 @@ def context_bytes(wheels: Path) -> int:
     return int(float(number) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[unit])
 
 
-def bare_install(wheels: Path) -> float:
+def bare_image(wheels: Path) -> float:
+    """The same wheels installed by the plainest image build: a venv and pip install."""
     reqs = " ".join(f"{w['distribution']}=={w['version']}" for c in
                     wheelset.read_manifest(wheels)["components"].values()
                     if c["runtime"] for w in c["wheels"])
-    script = (f"python3 -m venv /v && /v/bin/pip install -q --no-index --find-links /wheels "
-              f"{reqs}")
+    dockerfile = (f"FROM {BASE}\nRUN --mount=type=bind,from=wheels,target=/wheels "
+                  f"python3 -m venv /opt/venv && /opt/venv/bin/pip install --no-index "
+                  f"--find-links /wheels {reqs}\n")
     start = time.monotonic()
-    engine.docker(["run", "--rm", "--network=none", "-v", f"{wheels}:/wheels:ro", BASE,
-                   "bash", "-c", script], what="(bare pip install) ")
+    subprocess.run(["docker", "buildx", "build", "-f", "-", "--build-context",
+                    f"wheels={wheels}", "--no-cache", "--provenance=false", "--sbom=false",
+                    "--load", "-t", "wheelforge-bench/bare:latest", "."], cwd=ROOT,
+                   input=dockerfile, text=True, capture_output=True, check=True)
     return time.monotonic() - start
 
 
@@ -115,7 +120,7 @@ def main() -> None:
         for _ in range(3):
             clean.append(images.build(cell_dir, tag="wheelforge-bench/clean:latest",
                                       no_cache=True).seconds)
-            bare_t.append(bare_install(cell_dir))
+            bare_t.append(bare_image(cell_dir))
         built = images.build(cell_dir, tag="wheelforge-bench/clean:latest")
         results["clean_image_s"] = [round(x, 1) for x in clean]
         results["bare_install_s"] = [round(x, 1) for x in bare_t]

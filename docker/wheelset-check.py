@@ -51,17 +51,11 @@ def norm(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pip():
-    """The installer: WHEELSET_PIP (a pip aimed at this venv with --python), else ours."""
-    return os.environ.get("WHEELSET_PIP", f"{sys.executable} -m pip").split()
-
-
 def supported_tags():
-    """Tags this interpreter accepts, as pip computes them (`pip debug --verbose`)."""
-    out = subprocess.run([*pip(), "debug", "--verbose"], capture_output=True, text=True,
-                         check=False).stdout
-    return {line.strip() for line in out.splitlines()
-            if line.startswith("  ") and line.count("-") == 2 and " " not in line.strip()}
+    """Tags this interpreter accepts, as pip computes them (its vendored packaging)."""
+    from pip._vendor.packaging.tags import sys_tags
+
+    return {str(tag) for tag in sys_tags()}
 
 
 def wheel_tags(filename):
@@ -112,7 +106,8 @@ def after(folder):
         if found:
             fail(f"compiler {found} is in the image; the runtime image must hold none "
                  f"(use a runtime base image without a toolchain)")
-    check = subprocess.run([*pip(), "check"], capture_output=True, text=True, check=False)
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True,
+                           text=True, check=False)
     if check.returncode != 0:
         fail(f"pip check: {check.stdout.strip().splitlines()[0]}")
     for name, comp in sorted(data["components"].items()):

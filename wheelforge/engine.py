@@ -41,9 +41,11 @@ def docker(args: Sequence[str], *, check: bool = True, input: bytes | None = Non
 
 
 def last_line(data: bytes | str) -> str:
+    """The line that says what went wrong: the last error line, else the last line."""
     text = data.decode(errors="replace") if isinstance(data, bytes) else data
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "no output"
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or ["no output"])[-1]
 
 
 def reachable() -> bool:

@@ -161,7 +161,7 @@ def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bak
             "archs": list(b.archs), "env": dict(b.env), "imports": list(b.imports),
             "runtime": b.runtime, "prefix_only": not b.wheels,
             "build_image": {"ref": b.build_image, "digest": base_ids.get(b.build_image, "")},
-            "build_seconds": info.get("seconds", 0.0),
+            "build_seconds": info.get("seconds", _seconds(vertex)),
             "from_cache": bool(vertex and all(v.cached for v in vertex)) if vertex else None,
             "wheels": [wheelset.wheel_entry(w) for w in _wheels_of(options.exports, b)],
         }
@@ -175,6 +175,18 @@ def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bak
         "wheelforge_revision": revision(), "components": components,
         "runtime_deps": runtime_deps,
     }
+
+
+def _seconds(vertices: list[engine.Vertex]) -> float:
+    """How long BuildKit ran a step (0 when it came from cache)."""
+    total = 0.0
+    for v in vertices:
+        if v.started and v.completed and not v.cached:
+            start, end = (_dt.datetime.fromisoformat(re.sub(r"(\.\d{6})\d*", r"\1", t)
+                                                     .replace("Z", "+00:00"))
+                          for t in (v.started, v.completed))
+            total += (end - start).total_seconds()
+    return round(total, 1)
 
 
 def _image_digest(result: engine.BuildResult, ref: str) -> str:

@@ -28,6 +28,11 @@ DEMO = ROOT / "demo" / "recipes"
 CELLS = ("stable-bookworm-py3.11-x86-64-v2-default", "stable-bookworm-py3.11-x86-64-v3-default")
 
 
+def pytest_collection_modifyitems(items):
+    """Tests that prune the engine's build cache run after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("prunes_cache") is not None)
+
+
 def _require(binary: str) -> None:
     """Outside CI a missing tool skips; in CI (CI=true) it fails: nothing is silently skipped."""
     if shutil.which(binary) is None:

@@ -436,6 +436,7 @@ def test_publish_with_docker_login_never_prints_the_password(history: History, t
 # ---- 7. build cache through the registry (LAST: it prunes the BuildKit cache) ----------
 
 
+@pytest.mark.prunes_cache
 def test_registry_build_cache_survives_a_pruned_builder(engine, registry,
                                                          tmp_path: Path) -> None:
     from wheelforge import demo

@@ -32,7 +32,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import CELLS, build_demo, copy_recipes  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    CELLS,
+    LZ4C_URL,
+    build_demo,
+    copy_recipes,
+    new_lz4c_commit,
+)
 from wheelforge import demo, engine, localenv, wheelset  # noqa: E402
 from wheelforge import image as images  # noqa: E402
 
@@ -43,20 +49,6 @@ def timed(fn):
     start = time.monotonic()
     result = fn()
     return time.monotonic() - start, result
-
-
-def new_lz4c_commit(tmp: Path) -> tuple[str, Path]:
-    work, bare = tmp / "work", tmp / "lz4-c.git"
-    subprocess.run(["git", "clone", "-q", str(demo.REPOS / "lz4-c.git"), str(work)], check=True)
-    with (work / "lz4.h").open("a") as f:
-        f.write("\n/* benchmark commit */\n")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
-           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}
-    subprocess.run(["git", "-C", str(work), "commit", "-qam", "bench"], check=True, env=env)
-    commit = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
-    return commit, bare
 
 
 def context_bytes(wheels: Path) -> int:
@@ -105,12 +97,12 @@ def main() -> None:
         results["noop_rebuild_s"] = round(noop_s, 1)
         results["noop_all_cached"] = all(r.cached for r in noop.rows)
         results["noop_fraction_of_cold"] = round(noop_s / cold_s, 3)
-        commit, bare = new_lz4c_commit(tmp)
+        commit, bare = new_lz4c_commit(tmp, "benchmark commit")
         recipes = copy_recipes(tmp / "recipes", {"liblz4.yaml": (
             demo.make_repos()["lz4-c.git"], commit)})
         pin_s, pin = timed(lambda: build_demo(
             tmp / "wheels-pin", tmp / "exports", recipes=recipes,
-            rewrites=((f"file://{bare}", "https://demo.wheelforge.invalid/lz4-c.git"),)))
+            rewrites=((f"file://{bare}", LZ4C_URL),)))
         results["pin_change_rebuild_s"] = round(pin_s, 1)
         results["pin_change_rebuilt"] = sorted({f"{r.component}@{r.cell.split('-py')[1]}"
                                                 for r in pin.rows if not r.cached})

@@ -105,3 +105,21 @@ def copy_recipes(dest: Path, edit: dict[str, tuple[str, str]] | None = None) -> 
         assert old in text, f"{old!r} not in {name}"
         path.write_text(text.replace(old, new))
     return dest
+
+
+def new_lz4c_commit(tmp: Path, note: str) -> tuple[str, Path]:
+    """A new commit on a copy of the demo's lz4-c repository: (commit, bare repo path)."""
+    work, bare = tmp / "lz4-c-work", tmp / "lz4-c.git"
+    subprocess.run(["git", "clone", "-q", str(demo.REPOS / "lz4-c.git"), str(work)], check=True)
+    with (work / "lz4.h").open("a") as f:
+        f.write(f"\n/* {note} */\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "-C", str(work), "commit", "-qam", note], check=True, env=env)
+    commit = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return commit, bare
+
+
+LZ4C_URL = "https://demo.wheelforge.invalid/lz4-c.git"

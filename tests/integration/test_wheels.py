@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CELLS, ROOT, build_demo, copy_recipes, run_invoke
+from tests.conftest import (
+    CELLS,
+    LZ4C_URL,
+    ROOT,
+    build_demo,
+    copy_recipes,
+    new_lz4c_commit,
+    run_invoke,
+)
 from wheelforge import demo, wheelset
 
 pytestmark = pytest.mark.integration
@@ -80,23 +88,12 @@ def test_noop_rebuild_is_all_cache_hits_with_identical_wheels(demo_build, tmp_pa
 
 def test_pin_change_rebuilds_only_that_component_and_its_dependents(demo_build, tmp_path):
     repos = demo.make_repos()
-    clone = tmp_path / "lz4-c.git"
-    work = tmp_path / "work"
-    subprocess.run(["git", "clone", "-q", str(demo.REPOS / "lz4-c.git"), str(work)], check=True)
-    with (work / "lz4.h").open("a") as f:
-        f.write("\n/* a new upstream commit */\n")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    subprocess.run(["git", "-C", str(work), "commit", "-qam", "change"], check=True, env=env)
-    new = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], check=True,
-                         capture_output=True, text=True).stdout.strip()
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(clone)], check=True)
+    new, clone = new_lz4c_commit(tmp_path, "a new upstream commit")
     recipes = copy_recipes(tmp_path / "recipes",
                            {"liblz4.yaml": (repos["lz4-c.git"], new)})
     build_demo(tmp_path / "base", tmp_path / "exports", cells=CELLS[0])  # the cache is warm
     result = build_demo(tmp_path / "wheels", tmp_path / "exports", recipes=recipes,
-                        cells=CELLS[0], rewrites=((f"file://{clone}",
-                                                   "https://demo.wheelforge.invalid/lz4-c.git"),))
+                        cells=CELLS[0], rewrites=((f"file://{clone}", LZ4C_URL),))
     cached = {row.component: row.cached for row in result.rows}
     assert cached == {"liblz4": False, "lz4": False, "pkgconfig": True, "msgpack": True,
                       "msgpack-numpy": True}

@@ -69,10 +69,6 @@ def image_inspect(ref: str) -> dict:
     return json.loads(out)[0]
 
 
-def image_size(ref: str) -> int:
-    return int(image_inspect(ref).get("Size", 0))
-
-
 def image_id(ref: str) -> str:
     return image_inspect(ref)["Id"]
 
@@ -97,9 +93,6 @@ class BuildResult:
     vertices: dict[str, Vertex]
     error: str  # the buildx error, if any
     seconds: float
-
-    def find(self, needle: str) -> list[Vertex]:
-        return [v for v in self.vertices.values() if needle in v.name]
 
     def marked_error(self) -> str | None:
         """The `wheelforge-error:` line a failing step printed, if any."""

@@ -203,8 +203,3 @@ def revision() -> str:
     proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                           text=True, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else "unknown"
-
-
-def require_engine_ok() -> None:
-    if not engine.reachable():
-        raise UserError("no Docker engine answers; run ci/setup-host.sh, or start dockerd")

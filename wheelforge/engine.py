@@ -102,12 +102,13 @@ class BuildResult:
                     return line.split(ERROR_MARK, 1)[1].strip()
         return None
 
-    def failed_log_tail(self, lines: int = 40) -> list[str]:
-        """The last lines of output of the step that failed, for the user to read."""
+    def show_failed_output(self, lines: int = 40) -> None:
+        """Print the last lines of output of the step that failed, for the user to read."""
         for vertex in self.vertices.values():
             if vertex.error and vertex.logs:
-                return vertex.logs[-lines:]
-        return []
+                say("---- output of the failing step (last lines) ----\n" +
+                    "\n".join(vertex.logs[-lines:]) + "\n----")
+                return
 
 
 def _read_rawjson(stream, on_vertex: Callable[[Vertex], None]) -> dict[str, Vertex]:

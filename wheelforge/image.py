@@ -81,10 +81,7 @@ def build(cell_dir: Path, *, tag: str | None = None, builder: str | None = None,
     engine.say(f"image: building {tag} from {cell_dir}")
     result = engine.run_build(args)
     if not result.ok:
-        tail = result.failed_log_tail()
-        if tail:
-            engine.say("---- output of the failing step (last lines) ----\n" +
-                       "\n".join(tail) + "\n----")
+        result.show_failed_output()
         marked = result.marked_error()
         raise UserError(f"image {manifest['cell']}: {marked or result.error}", exit_code=1)
     return Built(cell=manifest["cell"], tag=tag, image_id=engine.image_id(tag),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import engine, tags
@@ -30,7 +30,7 @@ class Published:
     digest: str
     tags: tuple[str, ...]
     promoted: tuple[str, ...] = ()
-    deleted: tuple[str, ...] = field(default_factory=tuple)
+    deleted: tuple[str, ...] = ()
 
 
 def push(manifest: dict, local_tag: str, registry: Registry, *, day: _dt.date) -> Published:
@@ -83,7 +83,7 @@ def promote(manifest: dict, published: Published, registry: Registry, *,
                                   default_arch=manifest["default_arch"])
     for tag in floating:
         registry.tag(published.repository, published.digest, tag)
-    return Published(**{**published.__dict__, "promoted": tuple(floating)})
+    return replace(published, promoted=tuple(floating))
 
 
 def retain(manifest: dict, published: Published, registry: Registry, *, keep: int) -> Published:
@@ -101,7 +101,7 @@ def retain(manifest: dict, published: Published, registry: Registry, *, keep: in
     for digest in sorted(doomed):
         registry.delete(repo, digest)
     gone = tuple(sorted(t for t, d in old_map.items() if d in doomed))
-    return Published(**{**published.__dict__, "deleted": gone})
+    return replace(published, deleted=gone)
 
 
 def read_report(path: Path | None) -> dict | None:

@@ -97,10 +97,7 @@ def _is_build_step(vertex: engine.Vertex, target: str) -> bool:
 
 
 def _failure(plan: Plan, result: engine.BuildResult) -> UserError:
-    tail = result.failed_log_tail()
-    if tail:
-        engine.say("---- output of the failing step (last lines) ----\n" + "\n".join(tail) +
-                   "\n----")
+    result.show_failed_output()
     marked = result.marked_error()
     if marked:
         target = marked.split()[0].removeprefix("target=")
@@ -162,7 +159,7 @@ def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bak
             "runtime": b.runtime, "prefix_only": not b.wheels,
             "build_image": {"ref": b.build_image, "digest": base_ids.get(b.build_image, "")},
             "build_seconds": info.get("seconds", _seconds(vertex)),
-            "from_cache": bool(vertex and all(v.cached for v in vertex)) if vertex else None,
+            "from_cache": all(v.cached for v in vertex) if vertex else None,
             "wheels": [wheelset.wheel_entry(w) for w in _wheels_of(options.exports, b)],
         }
     return {

@@ -39,7 +39,7 @@ from tests.conftest import (  # noqa: E402
     copy_recipes,
     new_lz4c_commit,
 )
-from wheelforge import demo, engine, localenv, wheelset  # noqa: E402
+from wheelforge import baseimages, demo, engine, localenv, wheelset  # noqa: E402
 from wheelforge import image as images  # noqa: E402
 
 BASE = "wheelforge-demo/bookworm:base"
@@ -88,7 +88,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="wheelforge-bench-"))
     try:
         demo.make_repos()
-        localenv.ensure_images({BASE})
+        baseimages.ensure_images({BASE})
         engine.docker(["buildx", "prune", "-af"], what="(prune) ")
         cold_s, cold = timed(lambda: build_demo(tmp / "wheels", tmp / "exports"))
         results["cold_build_s"] = round(cold_s, 1)

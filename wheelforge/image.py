@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import engine, localenv, table, wheelset
+from . import baseimages, engine, table, wheelset
 from .errors import UserError, did_you_mean
 from .plan import ROOT
 
@@ -69,7 +69,7 @@ def build(cell_dir: Path, *, tag: str | None = None, builder: str | None = None,
     manifest_sha = hashlib.sha256((cell_dir / wheelset.MANIFEST).read_bytes()).hexdigest()
     tag = tag or default_tag(manifest)
     base = manifest["runtime_image"]
-    localenv.ensure_images({base})
+    baseimages.ensure_images({base})
     args = ["build", *(["--builder", builder] if builder else []),
             "-f", str(ROOT / "docker" / "Dockerfile.clean"),
             "--build-context", f"wheels={cell_dir.resolve()}",

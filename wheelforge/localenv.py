@@ -1,10 +1,8 @@
-"""Bring up what a build needs on this host: the engine, and base images.
+"""Bring up the engine a build needs on this host.
 
 An engine that already answers is reused and left running. Otherwise dockerd is
 started with the containerd image store (needed for cache export, local outputs
-and named contexts) and stopped again by whoever started it. Base images that
-no registry can give us (this host reaches none) are made with debootstrap and
-`docker import`; production stacks name real images and are pulled as usual.
+and named contexts) and stopped again by whoever started it.
 """
 
 from __future__ import annotations
@@ -15,22 +13,14 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from . import engine
 from .errors import UserError
 from .plan import ROOT
 
 STATE = ROOT / ".cache" / "engine"
-# Images this project can make without a registry: name -> (suite, extra packages).
-MADE_HERE = {
-    "wheelforge-demo/bookworm:base": ("bookworm", ["python3", "python3-venv",
-                                                    "ca-certificates"]),
-}
-DEBIAN_MIRROR = os.environ.get("WHEELFORGE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
 @contextlib.contextmanager
@@ -85,34 +75,3 @@ def _stop(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     engine.say("engine: stopped the dockerd started here")
-
-
-def ensure_images(refs: set[str]) -> None:
-    """Make each image of `refs` that is missing locally and that we know how to make."""
-    for ref in sorted(refs):
-        if ref in MADE_HERE and not engine.image_exists(ref):
-            make_image(ref)
-
-
-def make_image(ref: str) -> None:
-    suite, packages = MADE_HERE[ref]
-    if shutil.which("debootstrap") is None:
-        raise UserError(f"{ref}: debootstrap is not installed; run ci/setup-host.sh")
-    engine.say(f"base image: making {ref} with debootstrap ({suite}, minbase)")
-    cache = ROOT / ".cache" / "base"
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        proc = subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite,
-             str(rootfs), DEBIAN_MIRROR], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise UserError(f"{ref}: debootstrap failed: {engine.last_line(proc.stdout)}; "
-                            f"check access to {DEBIAN_MIRROR}")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run([engine.DOCKER, "import", "-", ref], stdin=tar.stdout,
-                                  capture_output=True, check=False)
-        tar.wait()
-        if imported.returncode != 0:
-            raise UserError(f"{ref}: docker import failed: {engine.last_line(imported.stderr)}")
-    engine.say(f"base image: {ref} ready")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from . import bake, containers, demo, engine, localenv, table, wheelset
+from . import bake, baseimages, containers, demo, engine, localenv, table, wheelset
 from . import image as images
 from . import publish as publishing
 from . import wheels as wheel_builds
@@ -33,7 +33,7 @@ def wheels(ins: Inputs, *, channel: str | None, cells: str | None, options: bake
 def base_images(ins: Inputs) -> None:
     matrix, _ = load(ins)
     with localenv.engine_running():
-        localenv.ensure_images({s.build_image for s in matrix.stacks} |
+        baseimages.ensure_images({s.build_image for s in matrix.stacks} |
                                {s.runtime_image for s in matrix.stacks})
     engine.say("base images: ready")
 

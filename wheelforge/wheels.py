@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bake, engine, localenv, sources, table, wheelset
+from . import bake, baseimages, engine, sources, table, wheelset
 from .errors import UserError
 from .plan import ROOT, Build, Plan
 
@@ -36,7 +36,7 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
           builder: str | None = None) -> list[Row]:
     wheelset.clean_stale(out_root)
     sources.clean_partial(options.sources)
-    localenv.ensure_images({b.build_image for b in plan.builds.values()} |
+    baseimages.ensure_images({b.build_image for b in plan.builds.values()} |
                            {c.stack.runtime_image for c in plan.cells})
     for b in plan.builds.values():
         engine.say(f"source: {b.component}: {b.source.label()}")

@@ -6,9 +6,19 @@ wheelforge package (wheelforge/app.py and friends), where the logic lives.
 
 from __future__ import annotations
 
-from invoke import Collection, task
+import functools
+
+import invoke
+from invoke import Collection
 
 from wheelforge import app
+
+# No automatic short flags: invoke would give `-h` to the first option starting
+# with h (so `invoke wheels -h` would build instead of printing help) and let one
+# letter mean different options in different tasks. Every option is long-only;
+# `-h` is help everywhere, and no option is positional (a value given without
+# its flag, or `-h` after a task, is never taken for an option value).
+task = functools.partial(invoke.task, auto_shortflags=False, positional=())
 
 RECIPES = "recipe directory (default: recipes/; the demo set: demo/recipes)"
 CELLS = "comma-separated globs over cell ids, e.g. '*gfx942*ckfree' (default: all)"

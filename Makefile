@@ -1,5 +1,15 @@
 # make aliases for the common invoke tasks; `invoke --list` has them all.
-.PHONY: setup demo test test-unit lint plan wheels image smoke bench
+.PHONY: setup setup-test demo test test-unit test-integration lint plan check wheels image smoke bench
+
+# The engines `make test` runs the integration tests on: oldest (the system engine;
+# on a Debian host set up here, Debian 13's docker.io 26.1 with buildx 0.13), current
+# (Debian unstable's buildx 0.29, a CLI plugin under .cache/engines/current, driving the
+# same engine; the private engines that tests start run unstable's dockerd 28.5) or
+# both. `make test WHEELFORGE_TEST_ENGINES=oldest` is quicker.
+WHEELFORGE_TEST_ENGINES ?= both
+ENGINES := $(if $(filter both,$(WHEELFORGE_TEST_ENGINES)),oldest current,$(WHEELFORGE_TEST_ENGINES))
+CURRENT_DOCKER_CONFIG := $(CURDIR)/.cache/engines/current/docker-config
+CURRENT_DOCKERD := $(CURDIR)/.cache/engines/current/root/usr/sbin/dockerd
 
 setup:            ## install engine, buildx, registry, debootstrap, Python tools
 	bash ci/setup-host.sh
@@ -7,8 +17,23 @@ setup:            ## install engine, buildx, registry, debootstrap, Python tools
 demo: setup       ## the main job: demo wheels, runtime images and smoke
 	invoke demo
 
-test: setup lint  ## lint, then every test that needs no GPU (starts engine and registry itself)
-	python3 -m pytest -m "not gpu"
+setup-test:       ## setup, plus the current engine when the tests run on it
+	bash ci/setup-host.sh $(if $(filter current,$(ENGINES)),--current-engine)
+
+test: setup-test lint  ## lint, unit tests, integration tests on each engine (starts engine and registry itself)
+	python3 -m pytest -m "not gpu and not integration"
+	$(MAKE) --no-print-directory test-integration
+
+test-integration:  ## the integration tests, once per engine of WHEELFORGE_TEST_ENGINES
+	@for e in $(ENGINES); do \
+	  case $$e in \
+	    oldest) config=$${DOCKER_CONFIG:-}; dockerd= ;; \
+	    current) config=$(CURRENT_DOCKER_CONFIG); dockerd=$(CURRENT_DOCKERD) ;; \
+	    *) echo "WHEELFORGE_TEST_ENGINES: $$e is not oldest, current or both" >&2; exit 2 ;; \
+	  esac; \
+	  echo "== integration tests on the $$e engine: $$(DOCKER_CONFIG=$$config docker buildx version)"; \
+	  DOCKER_CONFIG=$$config WHEELFORGE_TEST_DOCKERD=$$dockerd WHEELFORGE_TEST_ENGINE=$$e python3 -m pytest -m "integration and not gpu" || exit 1; \
+	done
 
 test-unit:        ## tests that need no engine
 	python3 -m pytest -m "not gpu and not integration"
@@ -19,6 +44,9 @@ lint:
 
 plan:             ## the production plan, stable channel
 	invoke plan --channel stable
+
+check:            ## recipes against upstream's own files (stable; ARGS="--git-rewrite M=O --skip C")
+	invoke check --channel stable $(ARGS)
 
 wheels:
 	invoke wheels

@@ -26,7 +26,8 @@ CHANNEL = "stable (recipe pins) or nightly (branch heads); default: every channe
 COMMON = {
     "recipes": RECIPES, "cells": CELLS, "channel": CHANNEL,
     "recipe": "use another recipe file for a component: NAME=FILE (repeatable)",
-    "git_rewrite": "fetch URLs starting with ORIGINAL from MIRROR: MIRROR=ORIGINAL (repeatable)",
+    "git_rewrite": "fetch URLs starting with ORIGINAL from MIRROR: MIRROR=ORIGINAL (repeatable; "
+                   "also WHEELFORGE_GIT_REWRITES, blank-separated)",
 }
 
 
@@ -41,8 +42,24 @@ def plan(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=Non
         for cell in app.matrix_include(ins, channel=channel, cells=cells)["include"]:
             print(cell["cell"])
         return
+    from wheelforge import lock as locks
+
     p = app.planning.make_plan(ins, channel=channel, cells_glob=cells)
-    print(app.show_plan(p, app.build_options(), as_json=json))
+    print(locks.with_locks(p, app.show_plan(p, app.build_options(), as_json=json), as_json=json))
+
+
+@task(help={**COMMON, "json": "print the findings as JSON",
+            "skip": "do not read this component's source (one that cannot be reached from "
+                    "here); listed in the output as skipped (repeatable)"},
+      iterable=["recipe", "git_rewrite", "skip"])
+@app.guarded
+def check(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None, json=False,
+          skip=None):
+    """Check each recipe against upstream's own files at the planned source (statically)."""
+    from wheelforge import contract
+
+    contract.run(app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ()),
+                 channel=channel, cells=cells, as_json=json, skip=tuple(skip or ()))
 
 
 @task(help={"recipes": RECIPES, "cells": CELLS, "channel": CHANNEL, "recipe": COMMON["recipe"],
@@ -60,26 +77,37 @@ def matrix(c, recipes=None, channel=None, cells=None, recipe=None, json=False):
 @task(help={**COMMON,
             "only": "build only this component and what it needs (repeatable)",
             "src": "build a component from a local checkout: NAME=PATH (repeatable)",
-            "max_jobs": "compile jobs per component (default: from cores and memory)",
+            "max_jobs": "compile jobs per component (default: MAX_JOBS, else from cores and "
+                        "memory)",
             "ca_bundle": "CA bundle for TLS in builds, as a BuildKit secret "
                          "(default: auto = the host's; 'none' to disable)",
-            "cache_from": "BuildKit cache source, e.g. type=registry,ref=REG/cache (repeatable)",
-            "cache_to": "BuildKit cache export, e.g. type=registry,ref=REG/cache,mode=max",
-            "builder": "buildx builder to run on (default: the current one)"},
+            "cache_registry": "registry cache, REG/REPO: each build reads and writes its own "
+                              "tags REPO:COMPONENT-KEY12 (exact) and REPO:COMPONENT--CELL",
+            "cache_from": "other BuildKit cache source, e.g. type=local,src=DIR (repeatable; "
+                          "made per build like --cache-registry)",
+            "cache_to": "other BuildKit cache export, e.g. type=local,dest=DIR,mode=max",
+            "builder": "buildx builder to run on (default: the current one)",
+            "progress": "auto: a heartbeat line per running build every "
+                        "WHEELFORGE_HEARTBEAT_SECONDS (10); plain: the full build log "
+                        "(default: WHEELFORGE_PROGRESS, else auto)"},
       iterable=["recipe", "git_rewrite", "src", "only", "cache_from", "cache_to"])
 @app.guarded
 def wheels(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None, only=None,
-           src=None, max_jobs=None, ca_bundle="auto", cache_from=None, cache_to=None,
-           builder=None):
-    """Build the wheel sets of the selected cells into wheels/<cell>/."""
-    from wheelforge import pipeline
+           src=None, max_jobs=None, ca_bundle="auto", cache_registry=None, cache_from=None,
+           cache_to=None, builder=None, progress=None):
+    """Build the wheel sets of the selected cells into wheels/<cell>/ (WHEELFORGE_WHEELS);
+    the effective settings are printed first (docs/settings.md)."""
+    from wheelforge import bake, pipeline
+    from wheelforge import progress as progress_
 
+    progress_.choose(progress)
+
+    options = app.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle,
+                                cache_from=cache_from or (), cache_to=cache_to or ())
     pipeline.wheels(app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite
                                or (), src=src or (), only=only or ()),
                     channel=channel, cells=cells, builder=builder,
-                    options=app.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle,
-                                              cache_from=cache_from or (),
-                                              cache_to=cache_to or ()))
+                    options=bake.with_cache_registry(options, cache_registry))
 
 
 @task(help={"cells": "comma-separated globs over the wheel sets in wheels/ (default: all)",
@@ -92,6 +120,23 @@ def image(c, cells=None, tag=None, builder=None):
     from wheelforge import pipeline
 
     pipeline.image(cells=cells, tags=tag or None, builder=builder)
+
+
+@task(help={"cells": "comma-separated globs over the wheel sets in wheels/, each judged against "
+                     "its manifest's archs (default: all sets when no --path is given)",
+            "path": "a wheel, a folder of wheels, a wheel set or any file/folder (repeatable)",
+            "archs": "judge against these gfx archs, e.g. gfx942,gfx950 (default: a set's "
+                     "manifest; other paths are then only reported)",
+            "json": "print the result as JSON"},
+      iterable=["path"])
+@app.guarded
+def audit(c, cells=None, path=None, archs=None, json=False):
+    """GPU-target audit: which gfx targets the wheels' GPU code carries; exit 1 if one lacks."""
+    from wheelforge import audit as gpu_audit
+    from wheelforge.image import cell_dirs
+
+    sets = cell_dirs(app.WHEELS, cells) if cells or not path else []
+    raise SystemExit(gpu_audit.run([*sets, *(path or [])], archs=archs, as_json=json))
 
 
 @task(help={"image": "run the suite inside this image (with the ROCm device flags)",
@@ -152,31 +197,47 @@ def _day(value):
         raise UserError(f"--date {value!r}: write the day as YYYY-MM-DD") from None
 
 
-@task(help={"cells": "comma-separated globs over the wheel sets in wheels/ (default: all)",
-            "registry": REGISTRY,
-            "smoke_report": "smoke report (JSON) of the image; floating tags move only if it "
-                            "passed for this exact digest",
-            "keep": "dated images to keep per cell (older ones are deleted)",
-            "date": DATE})
+WHEEL_SETS = "comma-separated globs over the wheel sets in wheels/ (default: all)"
+REFS_FILE = "write REGISTRY/REPO@DIGEST of each published image here, one a line"
+ALLOW_CPU_SMOKE = ("promote on a smoke report in which no check ran on a GPU (loudly; "
+                   "for machines without one)")
+
+
+@task(help={"cells": WHEEL_SETS, "registry": REGISTRY, "date": DATE, "refs_file": REFS_FILE})
 @app.guarded
-def publish(c, registry, cells=None, smoke_report=None, keep=7, date=None):
-    """Push runtime images by dated tag, add sha- tags, promote after a passing smoke."""
+def push(c, registry, cells=None, date=None, refs_file=None):
+    """Push runtime images under new dated tags (+ sha- tags); no floating tag moves."""
+    from wheelforge import pipeline
+
+    pipeline.push(cells=cells, registry=registry, day=_day(date), refs_file=refs_file)
+
+
+@task(help={"cells": WHEEL_SETS, "registry": REGISTRY,
+            "smoke_report": "smoke report (JSON) of the image; floating tags move only if it "
+                            "passed for this exact digest with checks on a GPU",
+            "allow_cpu_smoke": ALLOW_CPU_SMOKE,
+            "keep": "dated images to keep per cell (older ones are deleted; 0: no retention)",
+            "date": DATE, "refs_file": REFS_FILE})
+@app.guarded
+def publish(c, registry, cells=None, smoke_report=None, allow_cpu_smoke=False, keep=7,
+            date=None, refs_file=None):
+    """Push runtime images by dated tag, add sha- tags, promote on smoke evidence."""
     from wheelforge import pipeline
 
     pipeline.publish(cells=cells, registry=registry, smoke_report=smoke_report, keep=int(keep),
-                     day=_day(date))
+                     day=_day(date), allow_cpu_smoke=allow_cpu_smoke, refs_file=refs_file)
 
 
 @task(help={**COMMON, "registry": REGISTRY,
             "keep": "dated images to keep per cell", "smoke_args": "extra smoke suite options, "
             "e.g. '--require-gpu'", "max_jobs": "compile jobs per component",
             "ca_bundle": "CA bundle for TLS in builds (BuildKit secret; default auto)",
-            "date": DATE},
+            "date": DATE, "allow_cpu_smoke": ALLOW_CPU_SMOKE},
       iterable=["recipe", "git_rewrite"])
 @app.guarded
 def nightly(c, registry, recipes=None, channel="nightly", cells=None, recipe=None,
             git_rewrite=None, keep=7, smoke_args="", max_jobs=None, ca_bundle="auto",
-            date=None):
+            date=None, allow_cpu_smoke=False):
     """For each cell: plan, wheels, image, publish, smoke, promote; report failed cells."""
     import shlex
 
@@ -187,7 +248,7 @@ def nightly(c, registry, recipes=None, channel="nightly", cells=None, recipe=Non
                      channel=channel, cells=cells, registry=registry, keep=int(keep),
                      smoke_args=shlex.split(smoke_args),
                      options=app.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle),
-                     day=_day(date))
+                     day=_day(date), allow_cpu_smoke=allow_cpu_smoke)
 
 
 @task(help={"registry": REGISTRY, "arch": "GPU arch set, e.g. gfx942 or gfx950",
@@ -230,5 +291,17 @@ def demo_sources(c):
         print(f"{name} {commit}")
 
 
-ns = Collection(plan, matrix, wheels, image, smoke, shell, run_, publish, nightly, pull,
-                base_images, demo, demo_sources)
+@task(help={**COMMON},
+      iterable=["recipe", "git_rewrite"])
+@app.guarded
+def lock(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None):
+    """Lock the runtime dependencies of the built wheels: RECIPES/locks/STACK-pyPYTHON.txt."""
+    from wheelforge import lock as locks
+
+    locks.run(app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ()),
+              channel=channel, cells=cells, wheels_root=app.WHEELS,
+              exports=app.build_options().exports, ca_bundle=app.ca_bundle_path("auto"))
+
+
+ns = Collection(plan, lock, check, matrix, wheels, image, audit, smoke, shell, run_, push, publish,
+                nightly, pull, base_images, demo, demo_sources)

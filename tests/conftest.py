@@ -19,7 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from wheelforge import app, bake, demo, localenv, registry_server  # noqa: E402
+from tests import registry_server  # noqa: E402
+from wheelforge import app, bake, demo, localenv  # noqa: E402
 from wheelforge import image as images  # noqa: E402
 from wheelforge import plan as planning  # noqa: E402
 from wheelforge import wheels as wheel_builds  # noqa: E402
@@ -42,10 +43,41 @@ def _require(binary: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def engine():
+def engine() -> bool:
+    """The engine the tests build on; True when this test run started it."""
     _require("dockerd")
-    with localenv.engine_running():
-        yield
+    with localenv.engine_running() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def prunable_engine(engine, registry, tmp_path_factory) -> dict[str, str]:
+    """Environment for an engine whose build cache a test may empty.
+
+    The engine this run started is its own to prune. An engine that was already
+    running belongs to someone else: then a private engine (network namespace, own
+    data root) is started for the session, with the test registry reachable from it
+    under the same name; without root the test is skipped, saying why.
+    """
+    if engine:
+        yield {}
+        return
+    from tests.integration import private_engine
+
+    why = private_engine.missing()
+    if why:
+        pytest.skip(f"the engine was running before the tests, so its cache is not pruned; {why}")
+    port = int(registry.host.rsplit(":", 1)[1])
+    with private_engine.netns_engine(tmp_path_factory.mktemp("private-engine"),
+                                     relay_ports=(port,)) as private:
+        yield private.env
+
+
+@pytest.fixture(autouse=True)
+def _prune_only_an_engine_of_this_run(request, monkeypatch):
+    if request.node.get_closest_marker("prunes_cache") is not None:
+        for key, value in request.getfixturevalue("prunable_engine").items():
+            monkeypatch.setenv(key, value)
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +108,10 @@ def build_demo(out: Path, exports: Path, *, recipes: Path = DEMO, cells: str | N
 
 @pytest.fixture(scope="session")
 def demo_build(engine, tmp_path_factory) -> DemoBuild:
-    """The demo set's two stable cells, built once for the session."""
+    """The demo set's two stable CPU cells, built once for the session (the ROCm cells:
+    tests/integration/test_hip.py)."""
     root = tmp_path_factory.mktemp("demo")
-    return build_demo(root / "wheels", root / "exports")
+    return build_demo(root / "wheels", root / "exports", cells="stable-bookworm-*")
 
 
 @pytest.fixture(scope="session")

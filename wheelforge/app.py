@@ -1,5 +1,8 @@
-"""The user actions, one function each; tasks.py maps command-line options onto them.
+"""The command-line layer: tasks.py maps command-line options onto these functions.
 
+`guarded` turns user errors into one line and an exit status; the rest shows a plan or
+the matrix. Only tasks.py (and tests) import this module: the flow (pipeline.py) and
+every other module get their inputs and options from options.py and settings.py.
 Each action reads the previous step's output and nothing else (DESIGN.md):
 plan -> wheels -> image -> smoke -> publish.
 """
@@ -10,26 +13,39 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from typing import TypeVar
 
-from . import bake, gitrefs
+from . import bake
 from . import plan as planning
 from .errors import UserError
+from .options import build_options, ca_bundle_path, inputs
+from .settings import CACHE, WHEELS
 
+__all__ = ["CACHE", "WHEELS", "build_options", "ca_bundle_path", "guarded", "inputs",
+           "matrix_include", "plan_json", "planning", "show_plan"]
 T = TypeVar("T")
-CACHE = planning.ROOT / ".cache"
-WHEELS = Path(os.environ.get("WHEELFORGE_WHEELS", planning.ROOT / "wheels"))
 
 
 def guarded(fn: Callable[..., T]) -> Callable[..., T]:
-    """User errors become one line on stderr and a non-zero exit; never a traceback."""
+    """User errors become one line on stderr and a non-zero exit; never a traceback (nor
+    for a closed output pipe)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except SystemExit:
+                sys.stdout.flush()
+                raise
+            sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+            return result
+        except BrokenPipeError:
+            # `invoke plan | head`: the reader has what it wanted; stop quietly, as other
+            # command-line tools do (128 + SIGPIPE), with nothing left to flush at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(141) from None
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(exc.exit_code) from None
@@ -39,67 +55,6 @@ def guarded(fn: Callable[..., T]) -> Callable[..., T]:
             raise SystemExit(130) from None
 
     return wrapper
-
-
-def inputs(*, recipes: str | None, recipe: Iterable[str] = (), git_rewrite: Iterable[str] = (),
-           src: Iterable[str] = (), only: Iterable[str] = ()) -> planning.Inputs:
-    env_rewrites = os.environ.get("WHEELFORGE_GIT_REWRITES", "").split()
-    return planning.Inputs(
-        recipes_dir=Path(recipes) if recipes else planning.ROOT / "recipes",
-        recipe_overrides=dict(_pairs(recipe, "--recipe", "NAME=FILE", Path)),
-        rewrites=gitrefs.parse_rewrites([*git_rewrite, *env_rewrites]),
-        src_overrides=dict(_pairs(src, "--src", "NAME=PATH", Path)),
-        only=tuple(only),
-    )
-
-
-def _pairs(items: Iterable[str], flag: str, form: str, conv) -> list:
-    out = []
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise UserError(f"{flag} {item!r}: write {form}")
-        out.append((name, conv(value)))
-    return out
-
-
-def build_options(*, max_jobs: int | None = None, ca_bundle: str | None = "auto",
-                  cache_from: Iterable[str] = (), cache_to: Iterable[str] = ()) -> bake.Options:
-    return bake.Options(
-        sources=CACHE / "sources", exports=CACHE / "exports", max_jobs=_max_jobs(max_jobs),
-        ca_bundle=ca_bundle_path(ca_bundle),
-        index_url_env="WHEELFORGE_PIP_INDEX_URL" if os.environ.get(
-            "WHEELFORGE_PIP_INDEX_URL") else None,
-        cache_from=tuple(cache_from), cache_to=tuple(cache_to))
-
-
-def _max_jobs(value: int | None) -> int | None:
-    if value is None and os.environ.get("MAX_JOBS"):
-        value = os.environ["MAX_JOBS"]
-    if value is None:
-        return None
-    try:
-        jobs = int(value)
-    except ValueError:
-        jobs = 0
-    if jobs < 1:
-        raise UserError(f"MAX_JOBS/--max-jobs {value!r}: give a whole number >= 1")
-    return jobs
-
-
-def ca_bundle_path(value: str | None) -> Path | None:
-    """`auto`: the host's CA bundle (a proxy that re-signs TLS needs it in builds too)."""
-    if value in (None, "", "none"):
-        return None
-    if value == "auto":
-        for candidate in (os.environ.get("SSL_CERT_FILE"), "/etc/ssl/certs/ca-certificates.crt"):
-            if candidate and Path(candidate).is_file():
-                return Path(candidate)
-        return None
-    path = Path(value)
-    if not path.is_file():
-        raise UserError(f"--ca-bundle {value}: file not found")
-    return path
 
 
 def show_plan(p: planning.Plan, options: bake.Options, *, as_json: bool) -> str:

@@ -6,18 +6,24 @@ target is wired in as `depN` (`target:NAME`), so BuildKit builds independent
 components in parallel and caches each separately. Prefix-only components
 (LLVM/MLIR) are never exported to the host: their output stays in BuildKit for
 their dependents. `invoke plan` prints exactly this definition.
+
+Nothing in it depends on the client machine: MAX_JOBS is computed by the build
+step on the builder (the client's --max-jobs and the plan's width travel in a
+BuildKit secret), and registry/local caches are per build key (cache_tags), so
+builds of different variants, arch sets or channels never share an entry.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
-import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import UserError
-from .plan import ROOT, Build, Plan
+from .model import Build, Plan
+from .settings import ROOT
 from .sources import source_dir
 
 
@@ -25,32 +31,39 @@ from .sources import source_dir
 class Options:
     sources: Path  # where sources are fetched (the `src` contexts)
     exports: Path  # where wheel targets are exported (one folder per target)
-    max_jobs: int | None = None  # None: from cores, memory and the recipe's memory per job
+    max_jobs: int | None = None  # None: the builder computes it (docker/build-component.py)
     ca_bundle: Path | None = None  # a BuildKit secret, never a layer
     index_url_env: str | None = None  # env var whose value is a secret pip index URL
-    cache_from: tuple[str, ...] = ()
+    cache_from: tuple[str, ...] = ()  # raw BuildKit cache specs, made per key (cache_refs)
     cache_to: tuple[str, ...] = ()
+    cache_registry: str | None = None  # REG/REPO: per-key registry cache refs, read and written
 
 
-def host_resources() -> tuple[int, float]:
-    """(cores, memory GiB) of this host."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    mem_kib = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    return cores or 1, mem_kib / 1024 / 1024 if mem_kib else 4.0
+# The build-jobs secret: how many compile jobs a step may run is decided on the builder
+# from its own cores and memory (docker/build-component.py). What the client adds -- the
+# user's --max-jobs and how many targets of this plan can run at once -- reaches the step
+# as a BuildKit secret, which is not part of any cache key: a build started from a laptop
+# and one started from a 128-core runner share every cache entry.
+JOBS_SECRET_ENV = "WHEELFORGE_BUILD_JOBS"
 
 
-def max_jobs(build: Build, *, override: int | None, cores: int, mem_gb: float) -> int:
-    """Parallel compile jobs: the user's choice, else as many as cores and memory allow."""
-    if override is not None:
-        return override
-    by_memory = math.floor(mem_gb * 0.9 / build.mem_per_job_gb)
-    return max(1, min(cores, by_memory))
+def concurrency(plan: Plan) -> int:
+    """The most builds of the plan that BuildKit can run at once: the widest level of the
+    dependency graph (a build's level is the length of its longest dependency chain).
+    Constant for a given plan; each build's MAX_JOBS is divided by it."""
+    level: dict[str, int] = {}
+    for target, build in plan.builds.items():  # in build order: dependencies first
+        level[target] = 1 + max((level[d] for d in build.deps), default=-1)
+    widths: dict[int, int] = {}
+    for value in level.values():
+        widths[value] = widths.get(value, 0) + 1
+    return max(widths.values(), default=1)
+
+
+def jobs_secret(plan: Plan, options: Options) -> dict[str, str]:
+    """The environment `engine.bake` needs for the build-jobs secret."""
+    return {JOBS_SECRET_ENV: json.dumps({"max_jobs": options.max_jobs,
+                                         "concurrent": concurrency(plan)})}
 
 
 def spec(build: Build) -> dict:
@@ -58,10 +71,12 @@ def spec(build: Build) -> dict:
     env = dict(build.env)
     src = build.source
     if src.kind == "index":
-        env.setdefault("INDEX_URL", src.url)
+        if src.url:  # none: the steps use pip's configured index
+            env.setdefault("INDEX_URL", src.url)
         env.setdefault("PACKAGES", " ".join(src.packages))
     return {"component": build.component, "python": build.python, "env": env,
-            "steps": list(build.steps), "wheels": list(build.wheels), "prefix": build.prefix}
+            "steps": list(build.steps), "wheels": list(build.wheels), "prefix": build.prefix,
+            "mem_per_job_gb": build.mem_per_job_gb}
 
 
 def escape(value: str) -> str:
@@ -89,12 +104,62 @@ def cache_ref(spec_: str, tag: str) -> str:
     return ",".join(f"{k}={v}" for k, v in parts.items())
 
 
+TAG_MAX = 128  # an OCI tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+
+
+def cache_tags(build: Build) -> tuple[str, str]:
+    """(exact, fallback) cache tags of a build.
+
+    exact: COMPONENT-KEY12 (the bake target): equal only when the key is equal, so no
+    two variants, arch sets or channels ever write over each other's entry.
+    fallback: COMPONENT--CELL of the build's first cell: the last build of this component
+    in this cell, for partial reuse (toolchain, apt, dependencies) when the key moved on.
+    One cell has one build per component, so it has exactly one writer too.
+    """
+    exact = build.target
+    fallback = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{build.component}--{build.cells[0]}")
+    if len(fallback) > TAG_MAX:
+        digest = hashlib.sha256(fallback.encode()).hexdigest()[:16]
+        fallback = f"{fallback[:TAG_MAX - 18]}--{digest}"
+    return exact, fallback
+
+
 def cache_tag(build: Build) -> str:
-    """Stable per component and configuration, not per commit: the next commit finds it."""
-    parts = [build.component, build.python]
-    if build.archs:
-        parts.append("-".join(build.archs))
-    return "-".join(parts).replace("+", "_")
+    """The exact cache tag of a build (see cache_tags)."""
+    return cache_tags(build)[0]
+
+
+REGISTRY_REPO_RE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+")
+
+
+def registry_specs(repo: str) -> tuple[str, str]:
+    """--cache-registry REG/REPO as a (cache-from, cache-to) pair of raw specs."""
+    if not REGISTRY_REPO_RE.fullmatch(repo):
+        raise UserError(f"--cache-registry {repo!r}: give a registry repository without a tag, "
+                        f"e.g. registry.example.com:5000/team/wheelforge-cache; the tags "
+                        f"(COMPONENT-KEY) are made per build")
+    return f"type=registry,ref={repo}", f"type=registry,ref={repo},mode=max"
+
+
+def with_cache_registry(options: Options, repo: str | None) -> Options:
+    """`options` reading and writing the per-build registry cache in `repo` (validated)."""
+    if not repo:
+        return options
+    registry_specs(repo)
+    return replace(options, cache_registry=repo)
+
+
+def cache_specs(build: Build, options: Options) -> tuple[list[str], list[str]]:
+    """cache-from (exact, then fallback) and cache-to (both) of one build."""
+    froms, tos = list(options.cache_from), list(options.cache_to)
+    if options.cache_registry:
+        src, dest = registry_specs(options.cache_registry)
+        froms.append(src)
+        tos.append(dest)
+    tags = cache_tags(build)
+    return ([cache_ref(c, tag) for c in dict.fromkeys(froms) for tag in tags],
+            [cache_ref(c, tag) for c in dict.fromkeys(tos) for tag in tags])
 
 
 def secrets(options: Options) -> list[str]:
@@ -107,8 +172,19 @@ def secrets(options: Options) -> list[str]:
     return out
 
 
+def upstream(plan: Plan, build: Build) -> list[str]:
+    """Every target `build` depends on, directly or not, nearest first."""
+    seen: list[str] = []
+    todo = list(build.deps)
+    while todo:
+        dep = todo.pop(0)
+        if dep not in seen:
+            seen.append(dep)
+            todo += plan.builds[dep].deps
+    return seen
+
+
 def definition(plan: Plan, options: Options) -> dict:
-    cores, mem_gb = host_resources()
     targets: dict[str, dict] = {}
     for build in plan.builds.values():
         contexts = {f"dep{i}": f"target:{dep}" for i, dep in enumerate(build.deps, 1)}
@@ -125,19 +201,23 @@ def definition(plan: Plan, options: Options) -> dict:
                 "APT_PACKAGES": " ".join(build.apt),
                 "TARGET": build.target,
                 "SPEC": escape(json.dumps(spec(build), sort_keys=True)),
-                "MAX_JOBS": str(max_jobs(build, override=options.max_jobs, cores=cores,
-                                         mem_gb=mem_gb)),
             },
             "output": [f"type=local,dest={options.exports / build.target}"
                        if build.wheels else "type=cacheonly"],
         }
-        secrets_ = secrets(options)
-        if secrets_:
-            target["secret"] = secrets_
-        tag = cache_tag(build)
-        if options.cache_from:
-            target["cache-from"] = [cache_ref(c, tag) for c in options.cache_from]
-        if options.cache_to:
-            target["cache-to"] = [cache_ref(c, tag) for c in options.cache_to]
+        target["secret"] = [*secrets(options), f"id=build-jobs,env={JOBS_SECRET_ENV}"]
+        cache_from, cache_to = cache_specs(build, options)
+        # A target's solve holds its dependencies' steps too (`target:` contexts), and
+        # BuildKit resolves a step two targets share in whichever job reaches it first,
+        # with that job's cache imports only: import the dependencies' entries as well,
+        # or a pruned builder now and then rebuilds a dependency inside a dependent
+        # (and fails with "no active sessions" once the dependency's own build is over).
+        for dep in upstream(plan, build):
+            cache_from += [c for c in cache_specs(plan.builds[dep], options)[0]
+                           if c not in cache_from]
+        if cache_from:
+            target["cache-from"] = cache_from
+        if cache_to:
+            target["cache-to"] = cache_to
         targets[build.target] = target
     return {"group": {"default": {"targets": list(targets)}}, "target": targets}

@@ -2,54 +2,188 @@
 
 The demo stacks name images that this project makes itself (`docker import` of
 a debootstrap root); production stacks name real images, pulled as usual.
+
+The Debian mirror is the host's own (the first main-archive entry of its apt
+sources), or WHEELFORGE_DEBIAN_MIRROR. Each root is kept as a tar file under
+.cache/base, named by what went into it, so an engine that lost the image (or a
+second engine with its own storage) imports the same root again in seconds
+instead of bootstrapping a moving suite such as sid anew.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import fcntl
+import hashlib
+import json
+import re
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import engine
+from . import engine, settings
 from .errors import UserError
-from .plan import ROOT
+from .settings import BASE_IMAGES as CACHE
+from .settings import ROOT
 
-# Images this project can make without a registry: name -> (suite, extra packages).
-MADE_HERE = {
-    "wheelforge-demo/bookworm:base": ("bookworm", ["python3", "python3-venv",
-                                                    "ca-certificates"]),
+APT_SOURCES = Path("/etc/apt")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseSpec:
+    suite: str
+    packages: tuple[str, ...]
+    what: str  # one line for people
+
+
+_ROCM_BUILD = ("python3", "python3-dev", "python3-venv", "build-essential", "hipcc",
+               "rocm-device-libs-21", "libamdhip64-dev", "git", "ca-certificates", "pkg-config")
+
+# Images this project can make without a registry.
+MADE_HERE: dict[str, BaseSpec] = {
+    "wheelforge-demo/bookworm:base": BaseSpec(
+        suite="bookworm", packages=("python3", "python3-venv", "ca-certificates"),
+        what="Debian 12 with Python"),
+    # Debian's own ROCm packages (HIP 6.4, hipcc on clang 21): the compiler image ...
+    "wheelforge-demo/rocm6.4-sid:build": BaseSpec(
+        suite="sid", packages=_ROCM_BUILD, what="Debian sid with hipcc and the HIP headers"),
+    # ... and the runtime: the HIP runtime library and what it needs, no compiler.
+    "wheelforge-demo/rocm6.4-sid:runtime": BaseSpec(
+        suite="sid", packages=("python3", "python3-venv", "ca-certificates", "libamdhip64-6"),
+        what="Debian sid with the HIP runtime (libamdhip64.so.6), no compiler"),
 }
-DEBIAN_MIRROR = os.environ.get("WHEELFORGE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+_SKIP_SUITE = re.compile(r"(-security|/updates)$")
 
 
-def ensure_images(refs: set[str]) -> None:
+def ensure_images(refs: set[str], *, refresh: bool = False) -> None:
     """Make each image of `refs` that is missing locally and that we know how to make."""
     for ref in sorted(refs):
-        if ref in MADE_HERE and not engine.image_exists(ref):
-            make_image(ref)
+        if ref in MADE_HERE and (refresh or not engine.image_exists(ref)):
+            make_image(ref, refresh=refresh)
 
 
-def make_image(ref: str) -> None:
-    suite, packages = MADE_HERE[ref]
-    if shutil.which("debootstrap") is None:
-        raise UserError(f"{ref}: debootstrap is not installed; run ci/setup-host.sh")
-    engine.say(f"base image: making {ref} with debootstrap ({suite}, minbase)")
-    cache = ROOT / ".cache" / "base"
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        proc = subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite,
-             str(rootfs), DEBIAN_MIRROR], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise UserError(f"{ref}: debootstrap failed: {engine.last_line(proc.stdout)}; "
-                            f"check access to {DEBIAN_MIRROR}")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run([engine.DOCKER, "import", "-", ref], stdin=tar.stdout,
-                                  capture_output=True, check=False)
-        tar.wait()
+def debian_mirror(apt_dir: Path = APT_SOURCES) -> str:
+    """WHEELFORGE_DEBIAN_MIRROR, else the first main-archive URL of the host's apt sources."""
+    override = settings.get("WHEELFORGE_DEBIAN_MIRROR")
+    if override:
+        return override.rstrip("/")
+    files = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*"))]
+    for file in files:
+        if not file.is_file() or file.suffix not in (".list", ".sources"):
+            continue
+        try:
+            text = file.read_text(errors="replace")
+        except OSError:
+            continue
+        entries = _deb822(text) if file.suffix == ".sources" else _one_line(text)
+        for url, suites in entries:
+            if url.startswith(("http://", "https://", "ftp://", "file:/")) and not all(
+                    _SKIP_SUITE.search(s) for s in suites):
+                return url.rstrip("/")
+    raise UserError(f"no Debian mirror in {apt_dir}/sources.list or {apt_dir}/sources.list.d/; "
+                    f"set WHEELFORGE_DEBIAN_MIRROR=URL of a Debian archive")
+
+
+def _one_line(text: str) -> Iterator[tuple[str, list[str]]]:
+    for line in text.splitlines():
+        line = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()  # no [options]
+        if len(line) >= 3 and line[0] == "deb":
+            yield line[1], [line[2]]
+
+
+def _deb822(text: str) -> Iterator[tuple[str, list[str]]]:
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line.startswith("#") or ":" not in line or line[:1].isspace():
+                continue
+            key, value = line.split(":", 1)
+            fields[key.strip().lower()] = value.strip()
+        if "deb" not in fields.get("types", "").split():
+            continue
+        if fields.get("enabled", "yes").lower() in ("no", "false", "0"):
+            continue
+        for url in fields.get("uris", "").split():
+            yield url, fields.get("suites", "").split()
+
+
+def _apt_settings() -> str:
+    """The host's apt setting that the image's apt needs too: the mirror serves snapshots
+    whose Release files are past their Valid-Until when the host says not to check it."""
+    if shutil.which("apt-config") is None:
+        return ""
+    out = subprocess.run(["apt-config", "dump", "Acquire::Check-Valid-Until"],
+                         capture_output=True, text=True, check=False).stdout
+    if re.search(r'^Acquire::Check-Valid-Until "(false|0|no)";', out, re.M):
+        return 'Acquire::Check-Valid-Until "false";\n'
+    return ""
+
+
+def root_tar(ref: str, mirror: str, apt_conf: str) -> Path:
+    spec = MADE_HERE[ref]
+    identity = json.dumps([spec.suite, sorted(spec.packages), mirror, apt_conf])
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", ref.split("/", 1)[-1])
+    return CACHE / f"{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.tar"
+
+
+def make_image(ref: str, *, refresh: bool = False) -> None:
+    """Import `ref` from its cached root, bootstrapping the root first when there is none."""
+    mirror, apt_conf = debian_mirror(), _apt_settings()
+    tar = root_tar(ref, mirror, apt_conf)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with _locked(tar.with_suffix(".lock")):  # another process may be making the same root
+        if refresh or not tar.is_file():
+            _bootstrap(ref, mirror, apt_conf, tar)
+        engine.say(f"base image: importing {ref} from {tar.relative_to(ROOT)}")
+        started = time.monotonic()
+        with tar.open("rb") as stream:
+            imported = subprocess.run([engine.DOCKER, "import", "-", ref], stdin=stream,
+                                      capture_output=True, check=False)
         if imported.returncode != 0:
             raise UserError(f"{ref}: docker import failed: {engine.last_line(imported.stderr)}")
-    engine.say(f"base image: {ref} ready")
+    engine.say(f"base image: {ref} ready (import {time.monotonic() - started:.0f}s)")
+
+
+def _bootstrap(ref: str, mirror: str, apt_conf: str, tar: Path) -> None:
+    spec = MADE_HERE[ref]
+    if shutil.which("debootstrap") is None:
+        raise UserError(f"{ref}: debootstrap is not installed; run ci/setup-host.sh")
+    engine.say(f"base image: making {ref} with debootstrap ({spec.suite}, minbase, {mirror})")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix=".root-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        proc = subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}",
+             spec.suite, str(rootfs), mirror], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise UserError(f"{ref}: debootstrap {spec.suite} failed: "
+                            f"{engine.last_line(proc.stdout)}; check access to {mirror} "
+                            f"(WHEELFORGE_DEBIAN_MIRROR overrides the host's apt sources)")
+        if apt_conf:
+            (rootfs / "etc/apt/apt.conf.d/50wheelforge-snapshot").write_text(apt_conf)
+        shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+        (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True)
+        versions = subprocess.run(
+            ["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W",
+             "-f=${Package} ${Version}\\n"], capture_output=True, text=True, check=False)
+        partial = tar.with_name(f".{tar.name}.partial")
+        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(partial), "."],
+                       check=True)
+        partial.rename(tar)  # complete or absent
+        tar.with_suffix(".packages").write_text(versions.stdout)
+    engine.say(f"base image: {spec.suite} root for {ref} bootstrapped and saved in "
+               f"{time.monotonic() - started:.0f}s")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import engine
 from .errors import UserError
-from .plan import ROOT
+from .settings import ROOT
 
 SMOKE_DIR = ROOT / "wheelforge" / "smoke"
 
@@ -57,9 +57,10 @@ def smoke_in_image(image: str, suite_args: list[str], *, report: Path | None) ->
         raise UserError(f"smoke: image {image} not found locally; build it (invoke image) "
                         f"or pull it (invoke pull)")
     digest = image_digest(image)
+    # The report folder stays the invoking user's own (mode 0700, as mkdtemp makes it):
+    # the suite runs as that user's uid/gid, so it can write there and nobody else can.
     with tempfile.TemporaryDirectory(prefix="smoke-") as out:
-        os.chmod(out, 0o777)
-        mounts = ["-v", f"{SMOKE_DIR}:/opt/forge/smoke:ro", "-v", f"{out}:/out",
+        mounts = [*user_flags(), "-v", f"{SMOKE_DIR}:/opt/forge/smoke:ro", "-v", f"{out}:/out",
                   "-e", "PYTHONPATH=/opt/forge", "-e", "PYTHONDONTWRITEBYTECODE=1",
                   "-e", f"SMOKE_IMAGE_DIGEST={digest}"]
         code = run(image, ["python", "-m", "smoke", "--report", "/out/report.json",
@@ -71,6 +72,12 @@ def smoke_in_image(image: str, suite_args: list[str], *, report: Path | None) ->
             tmp.write_bytes(written.read_bytes())
             tmp.replace(report)
     return code
+
+
+def user_flags() -> list[str]:
+    """Run as the invoking user (device access comes from --group-add, see device_flags)."""
+    uid, gid = os.getuid(), os.getgid()
+    return ["--user", f"{uid}:{gid}", *(["-e", "HOME=/tmp"] if uid != 0 else [])]
 
 
 def smoke_on_host(suite_args: list[str], *, report: Path | None) -> int:

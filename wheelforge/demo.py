@@ -8,6 +8,10 @@ commits are the same on every machine and the demo recipes can pin them.
 The demo recipes name them by https URLs under demo.wheelforge.invalid, and
 demo/recipes/matrix.yaml rewrites that prefix to these local repositories,
 the same mechanism a mirror or an air-gapped host uses.
+
+The ROCm stack's components are this project's own small HIP libraries
+(demo/hip/<name>); each becomes a repository `<name>.git` with one commit of that
+tree, again with fixed authors and dates, remade whenever the tree changes.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from pathlib import Path
 
 from . import sources
 from .errors import UserError
-from .plan import ROOT, Resolved
+from .model import Resolved
+from .settings import DEMO_GIT as REPOS
+from .settings import ROOT
 
-REPOS = ROOT / ".cache" / "demo-git"
+HIP_SOURCES = ROOT / "demo" / "hip"
+HIP_REPOS = ("hipsaxpy", "hipblend")
 DEMO_URL = "https://demo.wheelforge.invalid/"
 LZ4_SDIST = Resolved(kind="sdist", name="lz4", version="4.4.4",
                      sha256="070fd0627ec4393011251a094e08ed9fdcc78cb4e7ab28f507638eee4e39abda")
@@ -35,7 +42,29 @@ _IDENTITY = {
 
 
 def make_repos(dest: Path = REPOS) -> dict[str, str]:
-    """Create (or find) lz4-c.git and python-lz4.git; return name -> head commit."""
+    """Create (or find) every demo repository; return name.git -> head commit."""
+    return {**_lz4_repos(dest), **{f"{name}.git": make_tree_repo(HIP_SOURCES / name, dest)
+                                   for name in HIP_REPOS}}
+
+
+def make_tree_repo(tree: Path, dest: Path = REPOS) -> str:
+    """`dest/<tree name>.git` holding one commit (tag v0.1.0) of `tree`; its commit id."""
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / f"{tree.name}.git"
+    with tempfile.TemporaryDirectory(prefix=".demo-", dir=dest) as tmp:
+        work = Path(tmp) / tree.name
+        shutil.copytree(tree, work, ignore=shutil.ignore_patterns(
+            "__pycache__", "*.pyc", "build", "*.egg-info"))
+        commit = _commit_tree(work, f"{tree.name} 0.1.0", "v0.1.0")
+        if (target / "HEAD").exists() and _git(target, "rev-parse", "HEAD") == commit:
+            return commit
+        _run(["git", "clone", "-q", "--bare", str(work), str(Path(tmp) / target.name)])
+        shutil.rmtree(target, ignore_errors=True)
+        (Path(tmp) / target.name).rename(target)
+    return commit
+
+
+def _lz4_repos(dest: Path) -> dict[str, str]:
     wanted = ("lz4-c.git", "python-lz4.git")
     if all((dest / name / "HEAD").exists() for name in wanted):
         return {name: _git(dest / name, "rev-parse", "HEAD") for name in wanted}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,9 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import settings
 from .errors import UserError
 
-DOCKER = os.environ.get("WHEELFORGE_DOCKER", "docker")
+DOCKER = settings.get("WHEELFORGE_DOCKER")
 ERROR_MARK = "wheelforge-error:"
 
 
@@ -58,6 +60,61 @@ def reachable() -> bool:
 
 def has_buildx() -> bool:
     return docker(["buildx", "version"], check=False, timeout=20).returncode == 0
+
+
+# The oldest engine and buildx this project supports (ci/setup-host.sh checks them).
+MIN_ENGINE = (26, 1)
+MIN_BUILDX = (0, 13)
+# bake asks for file-system entitlements (`--allow fs.read=P`, `fs.write=P`) from 0.19
+# (enforced from 0.20) for definitions that read or write outside the working folder.
+BAKE_FS_ENTITLEMENTS = (0, 19)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """The first dotted version in `text` as numbers: 'buildx v0.29.1 abc' -> (0, 29, 1)."""
+    m = re.search(r"(?<![\w.])v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else ()
+
+
+def buildx_version() -> tuple[int, ...]:
+    """The version of the buildx that `docker buildx` runs here (DOCKER_CONFIG's plugin)."""
+    proc = docker(["buildx", "version"], check=False, timeout=20)
+    version = parse_version(proc.stdout.decode(errors="replace").split(" ", 1)[-1])
+    if proc.returncode != 0 or not version:
+        raise UserError("docker buildx does not answer `version`; run ci/setup-host.sh")
+    return version
+
+
+def fs_entitlements(definition: dict) -> list[str]:
+    """Exactly the paths a bake definition reads and writes, as `--allow` flags."""
+    reads: set[str] = set()
+    writes: set[str] = set()
+
+    def local(value: str) -> str | None:
+        if value.startswith(("target:", "docker-image://", "oci-layout://", "http://",
+                             "https://", "git@", "input:")):
+            return None
+        return os.path.abspath(value)
+
+    for target in definition.get("target", {}).values():
+        for value in [target.get("context", ""), *target.get("contexts", {}).values()]:
+            if value and (path := local(value)):
+                reads.add(path)
+        for items, key, into in ((target.get("secret", []), "src", reads),
+                                 (target.get("cache-from", []), "src", reads),
+                                 (target.get("cache-to", []), "dest", writes),
+                                 (target.get("output", []), "dest", writes)):
+            for item in items:  # a file or folder only where the option names one
+                parts = dict(p.split("=", 1) for p in item.split(",") if "=" in p)
+                if key in parts:
+                    into.add(os.path.abspath(parts[key]))
+    return ([f"--allow=fs.read={p}" for p in sorted(reads)] +
+            [f"--allow=fs.write={p}" for p in sorted(writes)])
+
+
+def is_context(name: str) -> bool:
+    """Whether `name` is a docker context (its engine can build with the docker driver)."""
+    return docker(["context", "inspect", name], check=False, timeout=20).returncode == 0
 
 
 def image_exists(ref: str) -> bool:
@@ -111,7 +168,24 @@ class BuildResult:
                 return
 
 
-def _read_rawjson(stream, on_vertex: Callable[[Vertex], None]) -> dict[str, Vertex]:
+def own_name(name: str, prefixes: Sequence[str]) -> str:
+    """A vertex's own name, without the `[TARGET ` prefix bake's progress gives it.
+
+    A step two targets share (a dependency, wired in as a `target:` context) reaches
+    the progress stream once under each target's prefix, in no fixed order; named by
+    prefix, it was counted as a step of whichever target reported it last.
+    """
+    for target in prefixes:
+        if name.startswith(f"[{target}] "):
+            return name[len(target) + 3:]
+        if name.startswith(f"[{target} "):
+            return "[" + name[len(target) + 2:]
+    return name
+
+
+def _read_rawjson(stream, on_vertex: Callable[[Vertex], None],
+                  on_status: Callable[[dict], None] = lambda s: None,
+                  prefixes: Sequence[str] = ()) -> dict[str, Vertex]:
     vertices: dict[str, Vertex] = {}
     decoder = json.JSONDecoder()
     buffer = ""
@@ -138,9 +212,10 @@ def _read_rawjson(stream, on_vertex: Callable[[Vertex], None]) -> dict[str, Vert
                 buffer = text
                 break
             buffer = text[end:]
+            on_status(obj)  # the whole status object, for live progress (progress.py)
             for raw in obj.get("vertexes") or []:
                 v = vertices.setdefault(raw["digest"], Vertex(raw["digest"]))
-                v.name = raw.get("name", v.name)
+                v.name = own_name(raw["name"], prefixes) if "name" in raw else v.name
                 v.started = raw.get("started", v.started)
                 done = raw.get("completed")
                 v.cached = bool(raw.get("cached", v.cached))
@@ -164,14 +239,21 @@ def _read_rawjson(stream, on_vertex: Callable[[Vertex], None]) -> dict[str, Vert
 
 
 def run_build(args: Sequence[str], *, on_vertex: Callable[[Vertex], None] = lambda v: None,
-              env: dict[str, str] | None = None) -> BuildResult:
-    """Run a `docker buildx ...` build command with rawjson progress and parse it."""
+              env: dict[str, str] | None = None,
+              on_status: Callable[[dict], None] = lambda s: None,
+              prefixes: Sequence[str] = (), context: str | None = None) -> BuildResult:
+    """Run a `docker buildx ...` build command with rawjson progress and parse it.
+
+    `prefixes`: bake's target names, taken off vertex names; `context`: a docker
+    context whose engine builds (`docker --context NAME buildx ...`).
+    """
     started = time.monotonic()
-    cmd = [DOCKER, "buildx", *args, "--progress=rawjson"]
+    where = ["--context", context] if context else []
+    cmd = [DOCKER, *where, "buildx", *args, "--progress=rawjson"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, **(env or {})})
     try:
-        vertices = _read_rawjson(proc.stdout, on_vertex)
+        vertices = _read_rawjson(proc.stdout, on_vertex, on_status, prefixes)
         code = proc.wait()
     except BaseException:
         proc.terminate()  # an interrupted build must not outlive us
@@ -180,6 +262,13 @@ def run_build(args: Sequence[str], *, on_vertex: Callable[[Vertex], None] = lamb
         except subprocess.TimeoutExpired:
             proc.kill()
         raise
+    if code == 0:
+        for v in vertices.values():
+            if "context canceled" in v.error:
+                # The build succeeded, so this step was abandoned, not failed: BuildKit
+                # cancels a step once a later step's result is found in the cache (after
+                # a registry-cache import, now and then). Its output came from the cache.
+                v.error, v.cached = "", True
     errors = [ln for ln in vertices.get("buildx", Vertex("")).logs if "ERROR" in ln or
               "error" in ln.lower()]
     return BuildResult(ok=code == 0, vertices=vertices,
@@ -189,13 +278,25 @@ def run_build(args: Sequence[str], *, on_vertex: Callable[[Vertex], None] = lamb
 
 def bake(definition: dict, targets: Sequence[str], *, workdir: Path,
          on_vertex: Callable[[Vertex], None] = lambda v: None,
-         env: dict[str, str] | None = None, builder: str | None = None) -> BuildResult:
+         env: dict[str, str] | None = None, builder: str | None = None,
+         on_status: Callable[[dict], None] = lambda s: None) -> BuildResult:
     workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=workdir, delete=False) as f:
         json.dump(definition, f, indent=1)
     try:
-        where = ["--builder", builder] if builder else []
-        return run_build(["bake", *where, "-f", f.name, *targets], on_vertex=on_vertex, env=env)
+        # A docker context's engine is a builder of the `docker` driver, which buildx
+        # only uses as the current context: `docker --context NAME buildx bake`.
+        context = builder if builder and is_context(builder) else None
+        where = ["--builder", builder] if builder and not context else []
+        allow = (fs_entitlements(definition) if buildx_version() >= BAKE_FS_ENTITLEMENTS
+                 else [])
+        for flag in allow:  # buildx checks a folder that is missing by its parent: make it
+            if flag.startswith("--allow=fs.write="):
+                Path(flag.split("=", 2)[2]).mkdir(parents=True, exist_ok=True)
+        return run_build(["bake", *where, *allow, "-f", f.name, *targets],
+                         on_vertex=on_vertex, env=env, on_status=on_status,
+                         prefixes=sorted(definition.get("target", {}), key=len, reverse=True),
+                         context=context)
     finally:
         os.unlink(f.name)
 

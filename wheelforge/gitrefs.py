@@ -4,6 +4,14 @@ Rewrites work like git's `url.<base>.insteadOf <prefix>`: the longest matching
 prefix wins. They point production recipes at mirrors on air-gapped hosts, and
 the tests at local repositories. The same rules are handed to every git command
 (`-c url.<base>.insteadOf=<prefix>`), so submodules follow them too.
+
+Only https, http, ssh, git and file URLs (and scp-like user@host:path) may appear in a
+rule: git's other transports (`ext::` runs a command) are refused. git's own
+policy for the file protocol stays in force (`protocol.file.allow=user`: a
+top-level fetch may read a local repository, a submodule may not; see
+CVE-2022-39253). A submodule is allowed the file protocol only when its URL was
+rewritten by a configured rule to a `file://` mirror, so a hostile `.gitmodules`
+can never read the host's own repositories.
 """
 
 from __future__ import annotations
@@ -17,6 +25,10 @@ from .errors import UserError
 
 LS_REMOTE_TIMEOUT_S = 60
 Rewrites = tuple[tuple[str, str], ...]  # (base, instead_of) pairs
+# A URL or the start of one (fullmatch): the transports above, no part starting with '-'.
+URL_PREFIX_RE = re.compile(
+    r"(?:https?|ssh|git|file)://[A-Za-z0-9._~:/@%+=?&\[\]-]{0,2000}"
+    r"|[A-Za-z0-9][A-Za-z0-9._-]{0,200}@[A-Za-z0-9][A-Za-z0-9._-]{0,253}:[A-Za-z0-9._~/%+-]{0,2000}")
 
 
 def parse_rewrites(items: Iterable[str], *, origin: str = "--git-rewrite") -> Rewrites:
@@ -27,6 +39,11 @@ def parse_rewrites(items: Iterable[str], *, origin: str = "--git-rewrite") -> Re
         if not sep or not base or not prefix:
             raise UserError(f"{origin} {item!r}: write MIRROR=ORIGINAL, e.g. "
                             f"file:///srv/mirrors/=https://github.com/")
+        for what, value in (("MIRROR", base), ("ORIGINAL", prefix)):
+            if not URL_PREFIX_RE.fullmatch(value) or re.search(r"[/:@]-", value):
+                raise UserError(f"{origin} {item!r}: {what} {value!r} is not an https, http, "
+                                f"ssh, git or file URL (other transports are refused, no part "
+                                f"may start with '-'); fix it")
         out.append((base, prefix))
     return tuple(out)
 
@@ -39,9 +56,24 @@ def rewrite(url: str, rules: Rewrites) -> str:
     return url if best is None else best[0] + url[len(best[1]):]
 
 
-def git_config_args(rules: Rewrites) -> list[str]:
-    """`-c` options that make git (and its submodule fetches) apply the same rewrites."""
-    args = ["-c", "protocol.file.allow=always"]
+def file_mirror(url: str, rules: Rewrites) -> bool:
+    """True when a configured rule rewrites `url` to a `file://` mirror (and not outside it)."""
+    best = None
+    for base, prefix in rules:
+        if url.startswith(prefix) and (best is None or len(prefix) > len(best[1])):
+            best = (base, prefix)
+    if best is None or not best[0].startswith("file://"):
+        return False
+    rest = url[len(best[1]):]
+    return ".." not in re.split(r"[/\\]", rest)
+
+
+def git_config_args(rules: Rewrites, *, allow_file: bool = False) -> list[str]:
+    """`-c` options that make git (and its submodule fetches) apply the same rewrites.
+
+    `allow_file`: let submodules use the file protocol (only for a configured file:// mirror).
+    """
+    args = ["-c", "protocol.file.allow=always"] if allow_file else []
     for base, prefix in rules:
         args += ["-c", f"url.{base}.insteadOf={prefix}"]
     return args
@@ -55,9 +87,52 @@ def git_env() -> dict[str, str]:
 
 
 def run_git(args: Sequence[str], *, rules: Rewrites = (), cwd: str | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *git_config_args(rules), *args], cwd=cwd, env=git_env(),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+            timeout: float = 600, allow_file: bool = False) -> subprocess.CompletedProcess:
+    """One git command with the rewrites. `submodule update` goes submodule by submodule
+    (`update_submodules`), so that the file protocol is allowed for mirrors only."""
+    args = list(args)
+    if args[:2] == ["submodule", "update"] and cwd is not None and not allow_file:
+        extra = [a for a in args[2:] if a not in ("--init", "--recursive", "-q", "--quiet")]
+        return update_submodules(cwd, rules=rules, options=extra, timeout=timeout,
+                                 recursive="--recursive" in args)
+    return _git(args, rules=rules, cwd=cwd, timeout=timeout, allow_file=allow_file)
+
+
+def _git(args: Sequence[str], *, rules: Rewrites = (), cwd: str | None = None,
+         timeout: float = 600, allow_file: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *git_config_args(rules, allow_file=allow_file), *args],
+                          cwd=cwd, env=git_env(), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def update_submodules(repo: str, *, rules: Rewrites, options: Sequence[str] = (),
+                      timeout: float = 3600, recursive: bool = True,
+                      ) -> subprocess.CompletedProcess:
+    """`git submodule update --init` one submodule at a time (and theirs, when recursive).
+
+    Each submodule's URL (as `git submodule init` resolved it, relative URLs included)
+    decides: the file protocol only when a configured rule maps it to a file:// mirror.
+    """
+    init = _git(["submodule", "init", "-q"], rules=rules, cwd=repo)
+    if init.returncode != 0:
+        return init
+    listed = _git(["config", "-z", "-f", ".gitmodules", "--get-regexp",
+                      r"^submodule\..*\.path$"], cwd=repo)
+    done = init
+    for entry in filter(None, listed.stdout.split("\0")):
+        key, _, path = entry.partition("\n")
+        name = key[len("submodule."):-len(".path")]
+        url = _git(["config", "--get", f"submodule.{name}.url"], cwd=repo).stdout.strip()
+        done = _git(["submodule", "update", "--init", *options, "--", path], rules=rules,
+                    cwd=repo, timeout=timeout, allow_file=file_mirror(url, rules))
+        if done.returncode != 0:
+            return done
+        if recursive:
+            done = update_submodules(os.path.join(repo, path), rules=rules, options=options,
+                                     timeout=timeout)
+            if done.returncode != 0:
+                return done
+    return done
 
 
 def resolve_branch(url: str, branch: str, *, rules: Rewrites, who: str) -> str:
@@ -86,7 +161,7 @@ def resolve_branch(url: str, branch: str, *, rules: Rewrites, who: str) -> str:
 
 
 def _origin(url: str) -> str:
-    m = re.match(r"^([a-z]+://[^/]+/)", url)
+    m = re.match(r"([a-z]+://[^/]+/)", url)
     return m.group(1) if m else url
 
 

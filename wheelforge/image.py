@@ -7,15 +7,14 @@ image carries OCI labels saying what is inside.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import baseimages, engine, table, wheelset
+from . import baseimages, engine, matrix, table, wheelset
 from .errors import UserError, did_you_mean
-from .plan import ROOT
+from .settings import ROOT
 
 SOURCE_URL = "https://github.com/wheelforge/wheelforge"
 
@@ -29,6 +28,8 @@ class Built:
     base_size: int
     installed_size: int
     seconds: float
+    apt_packages: tuple[str, ...] = ()  # what the runtime apt step added (with dependencies)
+    apt_size: int = 0
 
 
 def cell_dirs(root: Path, patterns: str | None) -> list[Path]:
@@ -36,11 +37,11 @@ def cell_dirs(root: Path, patterns: str | None) -> list[Path]:
     have = sorted(p for p in root.glob("*") if (p / wheelset.MANIFEST).is_file())
     if not have:
         raise UserError(f"{root}: no wheel sets; run `invoke wheels` first")
-    if not patterns:
+    if patterns is None:
         return have
     out: list[Path] = []
-    for pattern in (p.strip() for p in patterns.split(",") if p.strip()):
-        hits = [p for p in have if fnmatch.fnmatchcase(p.name, pattern)]
+    for pattern in matrix.split_patterns(patterns):
+        hits = [p for p in have if matrix.glob_match(pattern, p.name)]
         if not hits:
             raise UserError(f"--cells {pattern}: no wheel set matches"
                             f"{did_you_mean(pattern, [p.name for p in have])}; "
@@ -74,7 +75,8 @@ def build(cell_dir: Path, *, tag: str | None = None, builder: str | None = None,
             "-f", str(ROOT / "docker" / "Dockerfile.clean"),
             "--build-context", f"wheels={cell_dir.resolve()}",
             "--build-arg", f"RUNTIME_IMAGE={base}",
-            "--build-arg", f"RUNTIME_APT={runtime_apt or manifest.get('runtime_apt', '')}",
+            # the manifest's runtime_apt is read inside the build; this adds to it
+            "--build-arg", f"RUNTIME_APT={runtime_apt}",
             *labels_args(manifest, manifest_sha),
             *(["--no-cache"] if no_cache else []),
             "--provenance=false", "--sbom=false", "--load", "-t", tag, str(ROOT)]
@@ -84,9 +86,24 @@ def build(cell_dir: Path, *, tag: str | None = None, builder: str | None = None,
         result.show_failed_output()
         marked = result.marked_error()
         raise UserError(f"image {manifest['cell']}: {marked or result.error}", exit_code=1)
+    added = apt_added(base, tag)
     return Built(cell=manifest["cell"], tag=tag, image_id=engine.image_id(tag),
                  size=disk_usage(tag, "/"), base_size=disk_usage(base, "/"),
-                 installed_size=disk_usage(tag, "/opt/venv/lib"), seconds=result.seconds)
+                 installed_size=disk_usage(tag, "/opt/venv/lib"), seconds=result.seconds,
+                 apt_packages=tuple(sorted(added)), apt_size=sum(added.values()))
+
+
+def apt_added(base: str, tag: str) -> dict[str, int]:
+    """Debian packages in `tag` that `base` lacks: {package: installed bytes}."""
+    def packages(ref: str) -> dict[str, int]:
+        out = engine.docker(["run", "--rm", "--network=none", "--entrypoint", "dpkg-query", ref,
+                             "-W", "-f", "${Package} ${Installed-Size}\\n"], check=False)
+        if out.returncode != 0:  # not a Debian-based image: nothing to report
+            return {}
+        pairs = (line.split() for line in out.stdout.decode().splitlines())
+        return {p[0]: int(p[1]) * 1024 if len(p) > 1 and p[1].isdigit() else 0 for p in pairs}
+    before = packages(base)
+    return {name: size for name, size in packages(tag).items() if name not in before}
 
 
 def disk_usage(tag: str, path: str) -> int:
@@ -103,12 +120,20 @@ def labels(tag: str) -> dict[str, str]:
 def summary(built: list[Built]) -> str:
     rows = []
     for b in built:
-        overhead = b.size - b.base_size - b.installed_size
+        # the runtime apt packages are asked for (by the stack or a recipe): not overhead
+        overhead = b.size - b.base_size - b.installed_size - b.apt_size
+        apt = (f"{len(b.apt_packages)} pkgs, {table.size(b.apt_size)}" if b.apt_packages
+               else "-")
+        wanted = max(1, b.base_size + b.installed_size + b.apt_size)
         rows.append((b.cell, b.tag, f"{b.seconds:.1f}s", table.size(b.size),
-                     table.size(b.base_size), table.size(b.installed_size),
-                     f"{overhead / max(1, b.base_size + b.installed_size) * 100:+.1f}%"))
-    return table.render(["cell", "image", "time", "size", "base", "wheels installed",
-                         "overhead"], rows)
+                     table.size(b.base_size), table.size(b.installed_size), apt,
+                     f"{overhead / wanted * 100:+.1f}%"))
+    lines = [table.render(["cell", "image", "time", "size", "base", "wheels installed",
+                           "runtime apt", "overhead"], rows)]
+    for b in built:
+        if b.apt_packages:
+            lines.append(f"runtime apt in {b.cell}: {' '.join(b.apt_packages)}")
+    return "\n".join(lines)
 
 
 def describe(tag: str) -> str:

@@ -18,14 +18,15 @@ from collections.abc import Iterator
 
 from . import engine
 from .errors import UserError
-from .plan import ROOT
-
-STATE = ROOT / ".cache" / "engine"
+from .settings import ENGINE_STATE as STATE
 
 
 @contextlib.contextmanager
-def engine_running() -> Iterator[None]:
-    """Yield with an engine that has buildx; stop it afterwards if we started it."""
+def engine_running() -> Iterator[bool]:
+    """Yield with an engine that has buildx; stop it afterwards if we started it.
+
+    Yields True when the engine was started here (and so belongs to this run).
+    """
     process = None
     if not engine.reachable():
         process = _start_dockerd()
@@ -33,7 +34,12 @@ def engine_running() -> Iterator[None]:
         if not engine.has_buildx():
             raise UserError("docker buildx is not installed; run ci/setup-host.sh "
                             "(Debian: apt-get install docker-buildx)")
-        yield
+        if engine.buildx_version() < engine.MIN_BUILDX:
+            found = ".".join(map(str, engine.buildx_version()))
+            need = ".".join(map(str, engine.MIN_BUILDX))
+            raise UserError(f"docker buildx {found} is older than {need}, the oldest this "
+                            f"project supports; install a newer docker-buildx (ci/setup-host.sh)")
+        yield process is not None
     finally:
         if process is not None:
             _stop(process)

@@ -7,20 +7,23 @@ build identifiers), and users select cells with shell-style globs.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import schema
+from . import gitrefs, schema, tags
 from .errors import UserError, did_you_mean
 from .recipes import CELL_VARIABLES
 from .schema import Where
 from .yamlsource import load
 
 CHANNELS = ("stable", "nightly")
-PYTHON_RE = re.compile(r"^3\.[0-9]{1,2}$")
-IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@-]*$")
+PYTHON_RE = re.compile(r"3\.[0-9]{1,2}")  # applied with fullmatch, as every pattern here
+IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")
+VAR_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+# `--cells`: globs are matched by `glob_match` below, with bounded work.
+MAX_PATTERN = 256
+MAX_PATTERNS = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +33,9 @@ class Stack:
     runtime_image: str
     builder_apt: tuple[str, ...]
     runtime_apt: tuple[str, ...]
+    python: tuple[str, ...] = ()  # this stack's Python versions; () = the matrix's `python`
+    archs: tuple[str, ...] = ()  # this stack's arch set names; () = every arch set
+    runtime_toolchain: str = "forbidden"  # `allowed`: its runtime image may hold a compiler
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,12 +76,23 @@ class Matrix:
     def default_variant(self) -> str:
         return self.variants[0][0]
 
+    def pythons_of(self, stack: Stack) -> tuple[str, ...]:
+        return stack.python or self.pythons
+
+    def archs_of(self, stack: Stack) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The arch sets a stack builds, in the matrix's order."""
+        return tuple(a for a in self.archs if not stack.archs or a[0] in stack.archs)
+
+    def default_arch_of(self, stack: Stack) -> str:
+        """The arch set the short floating tags of this stack's cells point at."""
+        return self.archs_of(stack)[0][0]
+
     def cells(self, channel: str | None = None) -> list[Cell]:
         out = []
         for ch in self.channels if channel is None else (channel,):
             for stack in self.stacks:
-                for python in self.pythons:
-                    for arch, members in self.archs:
+                for python in self.pythons_of(stack):
+                    for arch, members in self.archs_of(stack):
                         for variant, vars_ in self.variants:
                             values = {
                                 "archs": ";".join(members), "archs_comma": ",".join(members),
@@ -102,13 +119,11 @@ class Matrix:
                             f"{did_you_mean(channel, self.channels)}; "
                             f"choose from {', '.join(self.channels)}")
         cells = self.cells(channel)
-        if not patterns:
+        if patterns is None:
             return cells
         chosen: list[Cell] = []
-        for pattern in (p.strip() for p in patterns.split(",")):
-            if not pattern:
-                continue
-            hits = [c for c in cells if fnmatch.fnmatchcase(c.id, pattern)]
+        for pattern in split_patterns(patterns):
+            hits = [c for c in cells if glob_match(pattern, c.id)]
             if not hits:
                 ids = [c.id for c in cells]
                 raise UserError(f"--cells {pattern}: matches no cell{did_you_mean(pattern, ids)};"
@@ -134,26 +149,55 @@ def load_matrix(path: Path, *, display: str) -> Matrix:
     known = schema.string_list(top, "known_archs", pattern=schema.NAME_RE, what="arch name")
     archs = _archs(top, known)
     variants = _variants(top)
-    stacks = _stacks(top)
+    stacks = _stacks(top, [a for a, _ in archs])
     runners = _runners(top, [a for a, _ in archs])
     for key, items in (("channels", channels), ("python", pythons)):
         if not items:
             raise top.fail(key, "must list at least one value")
-    return Matrix(
+    matrix = Matrix(
         file=display, channels=channels, stacks=stacks, pythons=pythons, known_archs=known,
         archs=archs, variants=variants, runners=runners,
-        repository=schema.string(top, "repository", required=True, pattern=IMAGE_RE,
-                                 what="image repository"),
+        repository=_repository(top),
         variant_variables=frozenset(k for _, vs in variants for k, _ in vs),
-        git_rewrites=schema.string_list(top, "git_rewrites"),
+        git_rewrites=_git_rewrites(top),
     )
+    check_cell_ids(top, matrix)
+    return matrix
+
+
+def _repository(top: Where) -> str:
+    """The image repository (no registry host): OCI path components, as tags.py checks."""
+    repo = schema.string(top, "repository", required=True, what="image repository")
+    try:
+        return tags.validate_repository(repo)
+    except UserError as exc:
+        raise top.fail("repository", str(exc)) from None
+
+
+def _image(stack: Where, key: str) -> str:
+    ref = schema.string(stack, key, required=True, pattern=IMAGE_RE, what="image")
+    if ".." in ref or "//" in ref or ref.endswith(("/", ":", "@")):
+        raise stack.fail(key, f"{ref!r} is not a valid image (empty or '..' path part); "
+                              f"write host/name:tag or name@sha256:digest")
+    return ref
+
+
+def _git_rewrites(top: Where) -> tuple[str, ...]:
+    items = schema.string_list(top, "git_rewrites")
+    for i, item in enumerate(items):
+        try:  # {root} is filled with the repository root when the plan is made
+            gitrefs.parse_rewrites([item.replace("{root}", "/root")], origin="git_rewrites")
+        except UserError as exc:
+            raise top.child("git_rewrites").fail(i, str(exc).removeprefix("git_rewrites ")) \
+                from None
+    return items
 
 
 def _archs(top: Where, known: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     node = schema.mapping(top, "archs", required=True)
     out = []
     for name in node.node:
-        if not schema.NAME_RE.match(name):
+        if not schema.NAME_RE.fullmatch(name):
             raise node.fail(name, "arch set names are lowercase letters, digits, . _ + -")
         members = schema.string_list(node, name, pattern=schema.NAME_RE, what="arch name")
         if not members:
@@ -173,14 +217,14 @@ def _variants(top: Where) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
     out = []
     names: set[str] | None = None
     for name in node.node:
-        if not schema.NAME_RE.match(name):
+        if not schema.NAME_RE.fullmatch(name):
             raise node.fail(name, "variant names are lowercase letters, digits, . _ + -")
         variant = schema.mapping(node, name, required=True)
         schema.check_keys(variant, {"description", "vars"})
         vars_node = schema.mapping(variant, "vars")
         pairs = []
         for key in vars_node.node if vars_node else ():
-            if not re.match(r"^[a-z_][a-z0-9_]*$", key):
+            if not VAR_RE.fullmatch(key):
                 raise vars_node.fail(key, "variable names are lowercase letters, digits and _")
             if key in CELL_VARIABLES:  # it would silently replace the cell's own value
                 raise vars_node.fail(key, f"{{{key}}} is set by the cell itself; "
@@ -196,23 +240,42 @@ def _variants(top: Where) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
     return tuple(out)
 
 
-def _stacks(top: Where) -> tuple[Stack, ...]:
+def _stacks(top: Where, arch_names: list[str]) -> tuple[Stack, ...]:
     node = schema.mapping(top, "stacks", required=True)
     out = []
     for name in node.node:
-        if not schema.NAME_RE.match(name):
+        if not schema.NAME_RE.fullmatch(name):
             raise node.fail(name, "stack names are lowercase letters, digits, . _ + -")
         stack = schema.mapping(node, name, required=True)
-        schema.check_keys(stack, {"build_image", "runtime_image", "builder_apt", "runtime_apt"},
+        schema.check_keys(stack, {"build_image", "runtime_image", "builder_apt", "runtime_apt",
+                                  "python", "archs", "runtime_toolchain"},
                           required=("build_image", "runtime_image"))
+        python = schema.string_list(stack, "python", pattern=PYTHON_RE,
+                                    what="Python version (3.N)")
+        stack_archs = schema.string_list(stack, "archs", pattern=schema.NAME_RE,
+                                         what="arch set name")
+        for i, arch in enumerate(stack_archs):
+            if arch not in arch_names:
+                raise stack.child("archs").fail(
+                    i, f"no arch set named {arch!r}{did_you_mean(arch, arch_names)}; "
+                       f"arch sets: {', '.join(arch_names)}")
+        for key, items in (("python", python), ("archs", stack_archs)):
+            if key in stack.node and not items:
+                raise stack.fail(key, "lists nothing; list at least one, or remove the key "
+                                      "to use the matrix's own")
+        toolchain = schema.string(stack, "runtime_toolchain", default="forbidden")
+        if toolchain not in ("allowed", "forbidden"):
+            raise stack.fail("runtime_toolchain", f"{toolchain!r}: write allowed or forbidden "
+                                                  f"(forbidden: no compiler in the runtime image)")
         out.append(Stack(
             name=name,
-            build_image=schema.string(stack, "build_image", pattern=IMAGE_RE, what="image"),
-            runtime_image=schema.string(stack, "runtime_image", pattern=IMAGE_RE, what="image"),
+            build_image=_image(stack, "build_image"),
+            runtime_image=_image(stack, "runtime_image"),
             builder_apt=schema.string_list(stack, "builder_apt", pattern=schema.NAME_RE,
                                            what="apt package"),
             runtime_apt=schema.string_list(stack, "runtime_apt", pattern=schema.NAME_RE,
                                            what="apt package"),
+            python=python, archs=stack_archs, runtime_toolchain=toolchain,
         ))
     if not out:
         raise top.fail("stacks", "declares no stack")
@@ -230,3 +293,110 @@ def _runners(top: Where, arch_names: list[str]) -> tuple[tuple[str, tuple[str, .
         out.append((name, schema.string_list(node, name, pattern=schema.NAME_RE,
                                              what="runner label")))
     return tuple(out)
+
+
+def split_patterns(patterns: str, *, flag: str = "--cells") -> list[str]:
+    """The comma-separated globs of a selection; an empty selection is an error."""
+    items = [p.strip() for p in patterns.split(",", MAX_PATTERNS)]
+    if len(items) > MAX_PATTERNS:
+        raise UserError(f"{flag}: more than {MAX_PATTERNS} globs; select fewer, or use "
+                        f"broader globs like '*gfx942*'")
+    items = [p for p in items if p]
+    if not items:
+        raise UserError(f"{flag} {patterns.strip()!r}: selects nothing; give globs such as "
+                        f"'*gfx942*', or leave {flag} out for every cell")
+    for pattern in items:
+        if len(pattern) > MAX_PATTERN:
+            raise UserError(f"{flag}: a glob of {len(pattern)} characters (at most "
+                            f"{MAX_PATTERN}); shorten it")
+        if schema.CONTROL_RE.search(pattern):
+            raise UserError(f"{flag} {pattern!r}: {schema.control_problem(pattern)}")
+        _glob_tokens(pattern, flag=flag)
+    return items
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    """Shell-style `*`, `?`, `[abc]`, `[a-z]`, `[!a]` match of the whole `text`.
+
+    A dynamic program over (pattern token, text position): at most
+    len(pattern) x len(text) steps, whatever the pattern (no backtracking).
+    """
+    tokens = _glob_tokens(pattern)
+    reach = [True] + [False] * len(text)  # reach[j]: tokens so far match text[:j]
+    for kind, arg in tokens:
+        if kind == "*":
+            for j in range(1, len(text) + 1):
+                reach[j] = reach[j] or reach[j - 1]
+            continue
+        nxt = [False] * (len(text) + 1)
+        for j in range(len(text)):
+            if reach[j] and _token_matches(kind, arg, text[j]):
+                nxt[j + 1] = True
+        reach = nxt
+    return reach[-1]
+
+
+def _token_matches(kind: str, arg: tuple, char: str) -> bool:
+    if kind == "?":
+        return True
+    if kind == "lit":
+        return char == arg[0]
+    negate, items = arg
+    hit = any(lo <= char <= hi for lo, hi in items)
+    return hit != negate
+
+
+def _glob_tokens(pattern: str, *, flag: str = "--cells") -> list[tuple[str, tuple]]:
+    tokens: list[tuple[str, tuple]] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "*":
+            if not tokens or tokens[-1][0] != "*":
+                tokens.append(("*", ()))
+            i += 1
+        elif char == "?":
+            tokens.append(("?", ()))
+            i += 1
+        elif char == "[":
+            start = i + 1
+            start += pattern.startswith("!", start)
+            start += pattern.startswith("]", start)  # a leading ']' is a literal one
+            end = pattern.find("]", start)
+            if end < 0:
+                raise UserError(f"{flag} {pattern}: '[' at position {i + 1} is not closed; "
+                                f"write [abc] or [a-z], or remove it")
+            body = pattern[i + 1:end]
+            negate = body.startswith("!")
+            body = body[1:] if negate else body
+            items, k = [], 0
+            while k < len(body):
+                if k + 2 < len(body) and body[k + 1] == "-":
+                    items.append((body[k], body[k + 2]))
+                    k += 3
+                else:
+                    items.append((body[k], body[k]))
+                    k += 1
+            tokens.append(("set", (negate, tuple(items))))
+            i = end + 1
+        else:
+            tokens.append(("lit", (char,)))
+            i += 1
+    return tokens
+
+
+def check_cell_ids(top: Where, m: Matrix) -> None:
+    """Two (stack, python, arch set, variant) choices must never make the same cell id."""
+    seen: dict[str, str] = {}
+    archs_node = top.child("archs")
+    for stack in m.stacks:
+        for python in m.pythons_of(stack):
+            for arch, _ in m.archs_of(stack):
+                for variant, _ in m.variants:
+                    cid = f"{stack.name}-py{python}-{arch}-{variant}"
+                    this = f"stack {stack.name!r} x arch set {arch!r} x variant {variant!r}"
+                    other = seen.setdefault(cid, this)
+                    if other != this:
+                        raise archs_node.fail(
+                            arch, f"{other} and {this} make the same cell id "
+                                  f"'<channel>-{cid}'; rename an arch set, variant or stack")

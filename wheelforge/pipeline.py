@@ -2,28 +2,60 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from pathlib import Path
 
-from . import bake, baseimages, containers, demo, engine, localenv, table, wheelset
+from . import bake, baseimages, checkout_lock, containers, demo, engine, localenv, table, wheelset
 from . import image as images
 from . import publish as publishing
 from . import wheels as wheel_builds
-from .app import WHEELS
 from .errors import UserError, did_you_mean
-from .plan import ROOT, Inputs, load, make_plan
-from .registry import Registry
+from .plan import Inputs, Plan, load, make_plan
+from .registry import Registry, required_host
+from .settings import DEMO_RECIPES, LAST_PULLED, SMOKE_REPORTS, WHEELS, WHEELS_LOCK, current
 
 
 def _needs_demo_repos(ins: Inputs) -> None:
-    if ins.recipes_dir.resolve() == (ROOT / "demo" / "recipes").resolve():
+    if ins.recipes_dir.resolve() == DEMO_RECIPES.resolve():
         demo.make_repos()
+
+
+def checked_plan(ins: Inputs, *, channel: str | None, cells: str | None,
+                 options: bake.Options) -> Plan:
+    """The plan, after the ERROR part of `invoke check` (upstream's own files at each source).
+
+    It runs before the checkout lock is taken: a recipe error is reported at once, whatever
+    else runs in this checkout. It only adds complete trees to the source cache (never
+    clears anything), so a build holding the lock is not disturbed.
+    """
+    _needs_demo_repos(ins)
+    p = make_plan(ins, channel=channel, cells_glob=cells)
+    from . import contract
+
+    contract.require_no_errors(p, ins, cache=options.sources,
+                               work=options.sources.parent / "contract", say=engine.say)
+    return p
 
 
 def wheels(ins: Inputs, *, channel: str | None, cells: str | None, options: bake.Options,
            builder: str | None = None) -> list[wheel_builds.Row]:
-    _needs_demo_repos(ins)
-    p = make_plan(ins, channel=channel, cells_glob=cells)
+    say_settings()
+    p = checked_plan(ins, channel=channel, cells=cells, options=options)
+    # One build per checkout: a second one would clear this one's sources and exports.
+    with checkout_lock.held(WHEELS_LOCK):
+        return _wheels(p, options=options, builder=builder)
+
+
+def say_settings() -> None:
+    """The effective settings, one `setting: NAME = value (from env|default)` line each,
+    secrets masked (on stderr, as the rest of the progress)."""
+    for line in dataclasses.replace(current(), wheels=WHEELS).lines():
+        engine.say(line)
+
+
+def _wheels(p: Plan, *, options: bake.Options,
+            builder: str | None = None) -> list[wheel_builds.Row]:
     with localenv.engine_running():
         rows = wheel_builds.build(p, options, out_root=WHEELS, builder=builder)
     print(wheel_builds.summary(rows))
@@ -81,46 +113,97 @@ def run_command(image: str | None, command: list[str], *, interactive: bool) -> 
 
 
 def last_pulled() -> str:
-    marker = ROOT / ".cache" / "last-pulled"
+    marker = LAST_PULLED
     if not marker.is_file():
         raise UserError("no image given and none pulled yet; pass --image or run invoke pull")
     return marker.read_text().strip()
 
 
-def publish(*, cells: str | None, registry: str, smoke_report: str | None = None,
-            keep: int = 7, day: _dt.date | None = None) -> list[publishing.Published]:
-    """Push each selected cell's image; promote with a passing smoke report."""
-    reg = Registry(registry)
+def _local_image(manifest: dict) -> str:
+    local = images.default_tag(manifest)
+    if not engine.image_exists(local):
+        raise UserError(f"publish {manifest['cell']}: image {local} not built; run "
+                        f"invoke image --cells {manifest['cell']}")
+    return local
+
+
+def push(*, cells: str | None, registry: str, day: _dt.date | None = None,
+         refs_file: str | None = None) -> list[publishing.Published]:
+    """Push each selected cell's image under a new dated tag (and its sha- tag); nothing
+    floats. `refs_file` gets REGISTRY/REPO@DIGEST per cell: what to smoke next."""
+    reg = Registry(required_host(registry))
     day = day or _dt.datetime.now(_dt.UTC).date()
-    report = publishing.read_report(Path(smoke_report) if smoke_report else None)
-    done = []
     with localenv.engine_running():
-        for cell_dir in images.cell_dirs(WHEELS, cells):
-            manifest = wheelset.read_manifest(cell_dir)
-            local = images.default_tag(manifest)
-            if not engine.image_exists(local):
-                raise UserError(f"publish {manifest['cell']}: image {local} not built; run "
-                                f"invoke image --cells {manifest['cell']}")
-            published = publishing.push(manifest, local, reg, day=day)
-            published = publishing.promote(manifest, published, reg, report=report)
-            done.append(publishing.retain(manifest, published, reg, keep=keep))
+        done = [publishing.push(manifest, _local_image(manifest), reg, day=day)
+                for manifest in map(wheelset.read_manifest, images.cell_dirs(WHEELS, cells))]
+    if refs_file:
+        publishing.write_refs(Path(refs_file), done)
     print(publish_summary(done))
     return done
 
 
+def publish(*, cells: str | None, registry: str, smoke_report: str | None = None,
+            keep: int = 7, day: _dt.date | None = None, allow_cpu_smoke: bool = False,
+            refs_file: str | None = None) -> list[publishing.Published]:
+    """Push each selected cell's image (or find it by its smoke report's digest), promote
+    it on the report's evidence, apply retention. A given report that moves no floating
+    tag of a cell fails the run (after everything else is done), naming why."""
+    reg = Registry(required_host(registry))
+    day = day or _dt.datetime.now(_dt.UTC).date()
+    report = publishing.read_report(Path(smoke_report) if smoke_report else None)
+    if keep < 0:
+        raise UserError(f"--keep {keep}: give the number of dated images to keep per cell, "
+                        "or 0 to turn retention off")
+    done = []
+    with localenv.engine_running():
+        for cell_dir in images.cell_dirs(WHEELS, cells):
+            manifest = wheelset.read_manifest(cell_dir)
+            tested = (report or {}).get("image_digest")
+            published = (publishing.find_published(manifest, reg, tested)
+                         if isinstance(tested, str) and tested.startswith("sha256:") else None)
+            if published is None:
+                published = publishing.push(manifest, _local_image(manifest), reg, day=day)
+            published = publishing.promote(manifest, published, reg, report=report,
+                                           allow_cpu_smoke=allow_cpu_smoke)
+            done.append(publishing.retain(manifest, published, reg, keep=keep))
+    if refs_file:
+        publishing.write_refs(Path(refs_file), done)
+    print(publish_summary(done))
+    refused = [p for p in done if p.refused]
+    if refused:
+        raise UserError("publish: floating tags not moved: " + "; ".join(
+            f"{p.cell} ({p.refused})" for p in refused), exit_code=1)
+    return done
+
+
 def publish_summary(done: list[publishing.Published]) -> str:
-    return table.render(["cell", "digest", "tags", "floating", "deleted"],
-                        [(p.cell, p.digest[:19], " ".join(p.tags), " ".join(p.promoted) or "-",
-                          " ".join(p.deleted) or "-") for p in done])
+    return table.render(["cell", "digest", "tags", "floating", "retention"],
+                        [(p.cell, p.digest[:19], " ".join(p.tags) + ("" if p.pushed else
+                                                                      " (already there)"),
+                          " ".join(p.promoted) or "-",
+                          p.retention + (f": {' '.join(p.deleted)}" if p.deleted else ""))
+                         for p in done])
 
 
 def nightly(ins: Inputs, *, channel: str, cells: str | None, registry: str,
             options: bake.Options, keep: int = 7, smoke_args: list[str] | None = None,
-            day: _dt.date | None = None) -> None:
-    """plan -> wheels -> image -> publish -> smoke -> promote, cell by cell.
+            day: _dt.date | None = None, allow_cpu_smoke: bool = False) -> None:
+    """plan -> wheels -> image -> push -> smoke the pushed digest -> promote, cell by cell.
 
-    A failing cell does not stop the others; the run fails at the end and says which.
+    Promotion needs GPU evidence (or `allow_cpu_smoke`); a cell whose smoke failed or that
+    was not promoted fails. A failing cell does not stop the others; the run fails at the
+    end and says which.
     """
+    required_host(registry)  # before any planning: a run without --registry does nothing
+    checked_plan(ins, channel=channel, cells=cells, options=options)  # every cell, first
+    with checkout_lock.held(WHEELS_LOCK, what="invoke nightly"):
+        _nightly(ins, channel=channel, cells=cells, registry=registry, options=options,
+                 keep=keep, smoke_args=smoke_args, day=day, allow_cpu_smoke=allow_cpu_smoke)
+
+
+def _nightly(ins: Inputs, *, channel: str, cells: str | None, registry: str,
+             options: bake.Options, keep: int = 7, smoke_args: list[str] | None = None,
+             day: _dt.date | None = None, allow_cpu_smoke: bool = False) -> None:
     _needs_demo_repos(ins)
     matrix, _ = load(ins)
     selected = matrix.select(cells, channel)
@@ -141,14 +224,17 @@ def nightly(ins: Inputs, *, channel: str, cells: str | None, registry: str,
                 # Smoke the exact digest the registry holds, pulled back by digest.
                 pushed_ref = f"{reg.host}/{published.repository}@{published.digest}"
                 engine.docker(["pull", "-q", pushed_ref], what=f"{pushed_ref} ")
-                report_path = ROOT / ".cache" / "smoke" / f"{cell.id}.json"
+                report_path = SMOKE_REPORTS / f"{cell.id}.json"
                 code = containers.smoke_in_image(pushed_ref, smoke_args or [],
                                                  report=report_path)
                 report = publishing.read_report(report_path)
-                published = publishing.promote(manifest, published, reg, report=report)
+                published = publishing.promote(manifest, published, reg, report=report,
+                                               allow_cpu_smoke=allow_cpu_smoke)
                 done.append(publishing.retain(manifest, published, reg, keep=keep))
                 if code != 0:
                     failures[cell.id] = "smoke failed"
+                elif published.refused:
+                    failures[cell.id] = f"not promoted: {published.refused}"
             except UserError as exc:
                 failures[cell.id] = str(exc)
                 engine.say(f"nightly: {cell.id} failed: {exc}")
@@ -161,6 +247,7 @@ def nightly(ins: Inputs, *, channel: str, cells: str | None, registry: str,
 def pull(ins: Inputs, *, registry: str, arch: str, variant: str | None,
          channel: str) -> str:
     """Pick the floating tag for this GPU, pull it, and say what is inside."""
+    required_host(registry)
     matrix, _ = load(ins)
     arch_names = [a for a, _ in matrix.archs]
     if arch not in arch_names:
@@ -179,7 +266,7 @@ def pull(ins: Inputs, *, registry: str, arch: str, variant: str | None,
         engine.say(f"pull: {ref}")
         engine.docker(["pull", "-q", ref], what=f"{ref} ", timeout=3600)
         print(images.describe(ref))
-    marker = ROOT / ".cache" / "last-pulled"
+    marker = LAST_PULLED
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(ref + "\n")
     return ref
@@ -187,16 +274,20 @@ def pull(ins: Inputs, *, registry: str, arch: str, variant: str | None,
 
 def demo_job(*, options: bake.Options) -> None:
     """The main job on the demo set: base images, wheels, runtime images, smoke."""
-    ins = Inputs(recipes_dir=ROOT / "demo" / "recipes")
-    _needs_demo_repos(ins)
-    p = make_plan(ins, channel="stable", cells_glob=None)
+    p = checked_plan(Inputs(recipes_dir=DEMO_RECIPES), channel="stable",
+                     cells=None, options=options)
+    with checkout_lock.held(WHEELS_LOCK, what="invoke demo"):
+        _demo_job(p, options=options)
+
+
+def _demo_job(p: Plan, *, options: bake.Options) -> None:
     with localenv.engine_running():
         rows = wheel_builds.build(p, options, out_root=WHEELS)
         print(wheel_builds.summary(rows))
         built = [images.build(WHEELS / cell.id) for cell in p.cells]
         print(images.summary(built))
         failed = [b.tag for b in built if containers.smoke_in_image(
-            b.tag, [], report=ROOT / ".cache" / "smoke" / f"{b.cell}.json") != 0]
+            b.tag, [], report=SMOKE_REPORTS / f"{b.cell}.json") != 0]
     if failed:
         raise UserError(f"demo: smoke failed in {', '.join(failed)}", exit_code=1)
     engine.say("demo: wheels, runtime images and smoke passed for " +

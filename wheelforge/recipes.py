@@ -13,19 +13,37 @@ import string as _string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import schema
+from . import indexsource, schema
 from .errors import UserError, did_you_mean
 from .schema import Where
 from .yamlsource import load, text_of
 
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-URL_RE = re.compile(r"^(https?|ssh|git|file)://[A-Za-z0-9._~:/@%+-]+$|^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:[A-Za-z0-9._~/%+-]+$")
-DIST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# All applied with `fullmatch` (see schema.py).
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# https/http/ssh/git/file URLs or scp-like user@host:path; no other transport (ext::, fd::),
+# and no part that starts with '-' (git and ssh would read it as an option).
+URL_RE = re.compile(r"(?:https?|ssh|git|file)://(?:/|[A-Za-z0-9\[])[A-Za-z0-9._~:/@%+\[\]-]{0,2000}"
+                    r"|[A-Za-z0-9][A-Za-z0-9._-]{0,200}@[A-Za-z0-9][A-Za-z0-9._-]{0,253}:"
+                    r"[A-Za-z0-9._~/%+-]{1,2000}")
+DIST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 REQ_RE = re.compile(
-    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?(==|>=|<=|~=)?[A-Za-z0-9.+!*-]*$")
-MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-APT_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*(=[A-Za-z0-9.+:~-]+)?$")
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}(\[[A-Za-z0-9,._-]{1,200}\])?(==|>=|<=|~=)?[A-Za-z0-9.+!*-]{0,100}")
+MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}(\.[A-Za-z_][A-Za-z0-9_]{0,99}){0,20}")
+APT_RE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,127}(=[A-Za-z0-9.+:~-]{1,128})?")
+# Variables the build itself sets for every step (docker/build-component.py, the secrets and
+# Dockerfile.wheels): a recipe's env must not replace them.
+RESERVED_ENV = frozenset({
+    "SRC", "OUT", "PREFIX", "DEPS", "MAX_JOBS", "CMAKE_BUILD_PARALLEL_LEVEL", "PIP_FIND_LINKS",
+    "CCACHE_DIR", "SPEC", "TARGET", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+    "GIT_SSL_CAINFO", "CURL_CA_BUNDLE", "PIP_INDEX_URL", "PATH", "HOME", "VIRTUAL_ENV",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+})
+
+
+def valid_url(url: str) -> bool:
+    """A git or index URL this tool will hand to git or pip: see URL_RE."""
+    return bool(URL_RE.fullmatch(url)) and not re.search(r"[/:@]-", url)
 
 # Placeholders a recipe's env may use; each comes from the matrix cell.
 CELL_VARIABLES = {
@@ -62,10 +80,11 @@ class SdistSource:
 class IndexSource:
     """Prebuilt wheels from a package index (e.g. PyTorch's ROCm index)."""
 
-    url: str
+    url: str | None  # None: pip's configured index
     nightly_url: str | None
     packages: tuple[str, ...]  # pinned requirements (name==version) for the stable channel
     nightly_packages: tuple[str, ...]  # unpinned names for the nightly channel
+    sha256: tuple[tuple[str, str], ...] = ()  # (wheel file, sha256): see indexsource.py
     kind: str = "index"
 
 
@@ -93,8 +112,12 @@ class Recipe:
     imports: tuple[str, ...]  # modules the runtime image must import
     runtime: bool  # its wheels go into the runtime image
     mem_per_job_gb: float
+    runtime_apt: tuple[str, ...] = ()  # system packages its wheels need at run time
+    stacks: tuple[str, ...] = ()  # the matrix stacks it is built for; () = every stack
+    line_of_stacks: int = 0
     line_of_depends: int = 0
     line_of_source: int = 0
+    step_lines: tuple[int, ...] = ()  # the line of each step in `file`
     variables: frozenset[str] = field(default_factory=frozenset)  # placeholders env uses
 
 
@@ -120,7 +143,8 @@ def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) ->
     data = load(path, display=display)
     top = Where(display, data)
     schema.check_keys(top, {"name", "description", "source", "depends", "apt", "env", "steps",
-                            "outputs", "imports", "runtime", "mem_per_job_gb"},
+                            "outputs", "imports", "runtime", "mem_per_job_gb", "runtime_apt",
+                            "stacks"},
                       required=("name", "source", "steps", "outputs"))
     name = schema.string(top, "name", required=True, pattern=schema.NAME_RE,
                          what="component name (lowercase letters, digits, . _ + -)")
@@ -133,8 +157,13 @@ def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) ->
     if name in depends:
         raise top.child("depends").fail(depends.index(name), f"{name!r} depends on itself")
     apt = schema.string_list(top, "apt", pattern=APT_RE, what="apt package name")
+    runtime_apt = schema.string_list(top, "runtime_apt", pattern=APT_RE, what="apt package name")
+    stacks = schema.string_list(top, "stacks", pattern=schema.NAME_RE, what="stack name")
+    if "stacks" in top.node and not stacks:
+        raise top.fail("stacks", "lists no stack; name at least one, or remove the key to "
+                                 "build for every stack")
     env, variables = _env(top, extra_variables)
-    steps = schema.string_list(top, "steps")
+    steps = schema.string_list(top, "steps", multiline=True)
     if not steps:
         raise top.fail("steps", "needs at least one build step")
     outputs = schema.mapping(top, "outputs", required=True)
@@ -149,21 +178,27 @@ def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) ->
         raise top.fail("runtime", "a component without wheels cannot go into the runtime "
                                   "image; set runtime: false")
     return Recipe(
-        name=name, file=display, description=schema.string(top, "description") or "",
+        name=name, file=display,
+        description=schema.string(top, "description", multiline=True) or "",
         source=source, depends=depends, apt=apt, env=env, steps=steps, wheels=wheels,
-        prefix=prefix, imports=imports, runtime=runtime,
+        prefix=prefix, imports=imports, runtime=runtime, runtime_apt=runtime_apt,
+        stacks=stacks, line_of_stacks=data.lines.get("stacks", data.line),
         mem_per_job_gb=schema.number(top, "mem_per_job_gb", default=1.0, minimum=0.1),
         line_of_depends=data.lines.get("depends", data.line), variables=frozenset(variables),
         line_of_source=data.lines.get("source", data.line),
+        step_lines=tuple(data["steps"].lines),
     )
 
 
 def _source(top: Where) -> Source:
     src = schema.mapping(top, "source", required=True)
     kinds = [k for k in SOURCE_KINDS if k in src.node]
+    if "packages" in src.node and "index" not in kinds:  # wheels from pip's configured index
+        kinds.insert(SOURCE_KINDS.index("index"), "index")
     if len(kinds) > 1:
-        raise src.fail(kinds[1], f"a source has one kind, this one has {' and '.join(kinds)}; "
-                                 f"keep one")
+        second = kinds[1] if kinds[1] in src.node else "packages"
+        raise src.fail(second, f"a source has one kind, this one has {' and '.join(kinds)}; "
+                               f"keep one")
     if not kinds:
         for key in src.node:
             if key not in ("pin", "branch", "tag", "submodules"):
@@ -173,9 +208,9 @@ def _source(top: Where) -> Source:
     kind = kinds[0]
     if kind == "git":
         schema.check_keys(src, {"git", "pin", "branch", "tag", "submodules"})
-        url = schema.string(src, "git", pattern=URL_RE, what="git URL")
+        url = _url(src, "git", "git URL")
         pin = schema.string(src, "pin")
-        if pin is not None and not COMMIT_RE.match(pin):
+        if pin is not None and not COMMIT_RE.fullmatch(pin):
             raise src.fail("pin", f"{pin!r} is not a full 40-character commit; pin the full "
                                   f"hash (git rev-parse {pin}^{{commit}})")
         branch = schema.string(src, "branch", pattern=schema.REF_RE, what="branch name")
@@ -191,20 +226,31 @@ def _source(top: Where) -> Source:
         sha = schema.string(src, "sha256", pattern=SHA256_RE, what="sha256 (64 hex digits)")
         return SdistSource(name=name, version=version, sha256=sha)
     if kind == "index":
-        schema.check_keys(src, {"index", "nightly_index", "packages", "nightly_packages"},
-                          required=("packages",))
-        url = schema.string(src, "index", pattern=URL_RE, what="index URL")
-        nightly = schema.string(src, "nightly_index", pattern=URL_RE, what="index URL")
+        schema.check_keys(src, {"index", "nightly_index", "packages", "nightly_packages",
+                                "sha256"}, required=("packages",))
+        url = _url(src, "index", "index URL")
+        nightly = _url(src, "nightly_index", "index URL")
         packages = schema.string_list(src, "packages", pattern=REQ_RE, what="requirement")
         for i, req in enumerate(packages):
             if "==" not in req:
                 raise src.child("packages").fail(i, f"{req!r} is not pinned; write name==version")
+        if not packages:
+            raise src.fail("packages", "lists no package; name at least one name==version")
         nightly_packages = schema.string_list(src, "nightly_packages", pattern=REQ_RE,
                                               what="requirement")
         return IndexSource(url=url, nightly_url=nightly, packages=packages,
-                           nightly_packages=nightly_packages)
+                           nightly_packages=nightly_packages,
+                           sha256=indexsource.sha256_map(src, packages))
     schema.check_keys(src, {"path"})
     return PathSource(path=schema.string(src, "path"))
+
+
+def _url(src: Where, key: str, what: str) -> str | None:
+    url = schema.string(src, key, what=what)
+    if url is not None and not valid_url(url):
+        raise src.fail(key, f"{url!r} is not a valid {what} (https, http, ssh, git or file "
+                            f"URLs, or user@host:path; no part may start with '-')")
+    return url
 
 
 def _env(top: Where, extra: frozenset[str]) -> tuple[tuple[tuple[str, str], ...], set[str]]:
@@ -214,11 +260,16 @@ def _env(top: Where, extra: frozenset[str]) -> tuple[tuple[tuple[str, str], ...]
     known = set(CELL_VARIABLES) | set(extra)
     pairs, used = [], set()
     for key, value in env.node.items():
-        if not schema.ENV_KEY_RE.match(key):
+        if not schema.ENV_KEY_RE.fullmatch(key):
             raise env.fail(key, "environment names are UPPER_CASE letters, digits and _")
+        if key in RESERVED_ENV:
+            raise env.fail(key, f"${key} is set by the build itself (see docs/recipes.md); "
+                                f"use another name")
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise env.fail(key, "must be a single value (quote it)")
         value = text_of(value)
+        if schema.CONTROL_RE.search(value):
+            raise env.fail(key, schema.control_problem(value))
         try:
             names = template_variables(value)
         except ValueError as exc:
@@ -264,7 +315,33 @@ def load_dir(directory: Path, *, display_root: Path, extra_variables: frozenset[
 
 def display_path(path: Path, root: Path) -> str:
     """`path` relative to `root` for messages, else as given."""
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
+    try:  # the file itself is not resolved: it may be a symlink loop, refused when read
+        return str((path.parent.resolve() / path.name).relative_to(root.resolve()))
+    except (ValueError, OSError, RuntimeError):
         return str(path)
+
+
+def builds_on(recipe: Recipe, stack: str) -> bool:
+    """Whether `recipe` is built in the cells of `stack` (its `stacks:`, default all)."""
+    return not recipe.stacks or stack in recipe.stacks
+
+
+def check_stacks(recipes: dict[str, Recipe], stack_names: list[str]) -> None:
+    """Every `stacks:` name is a matrix stack, and a component's dependencies are built
+    on every stack the component is built on."""
+    for recipe in recipes.values():
+        for stack in recipe.stacks:
+            if stack not in stack_names:
+                raise UserError(f"{recipe.file}:{recipe.line_of_stacks}: stacks: no stack named "
+                                f"{stack!r} in the matrix{did_you_mean(stack, stack_names)}; "
+                                f"stacks: {', '.join(stack_names)}")
+        for dep in recipe.depends:
+            if dep not in recipes:
+                continue  # graph.check names a missing dependency
+            missing = [s for s in stack_names
+                       if builds_on(recipe, s) and not builds_on(recipes[dep], s)]
+            if missing:
+                raise UserError(f"{recipe.file}:{recipe.line_of_depends}: depends: {dep!r} is "
+                                f"not built for stack {missing[0]!r} ({recipes[dep].file} "
+                                f"stacks:), which {recipe.name!r} is built for; limit "
+                                f"{recipe.name!r} with stacks: or widen {dep!r}")

@@ -1,13 +1,15 @@
 """A small client for the OCI distribution (Docker registry v2) HTTP API, on urllib.
 
-Only what publishing and retention need: ping, list tags, resolve a tag to a digest,
-read a manifest, retag by digest, delete by digest, and monolithic blob/manifest pushes
-(enough for tests to push a tiny image without an engine).
+Publishing moves tags through the engine's own client (imagetools.py); this client does
+what that cannot: ping, list tags, resolve a tag to a digest, delete by digest (retention),
+plus reading a manifest, retagging by digest and monolithic blob/manifest pushes (enough
+for tests to push a tiny image without an engine, and for retagging a single manifest
+where the installed buildx cannot copy one unchanged).
 
 Auth: anonymous first; on ``401`` the ``WWW-Authenticate`` challenge picks Basic (the
 credentials are sent) or Bearer (a token is fetched from the realm with the credentials,
-cached per scope). Credentials come from the constructor or from the Docker config's
-``auths[host].auth`` (``credsStore``/``credHelpers`` are not consulted). They are sent
+cached per scope). Credentials come from the constructor or from where docker finds them
+(credentials.py: ``credHelpers[host]``, ``credsStore``, ``auths[host].auth``). They are sent
 only to the registry host itself (``Authorization`` is never forwarded on a redirect) and
 never appear in a message, exception or repr: every RegistryError text is scrubbed.
 
@@ -21,7 +23,6 @@ import base64
 import hashlib
 import http.client
 import json
-import os
 import re
 import socket
 import time
@@ -29,10 +30,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
+from wheelforge import credentials as docker_credentials
 from wheelforge.errors import UserError
-from wheelforge.tags import validate_digest, validate_repository, validate_tag
+from wheelforge.tags import (
+    validate_digest,
+    validate_registry,
+    validate_repository,
+    validate_tag,
+)
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -46,11 +52,23 @@ class RegistryError(UserError):
     """A registry could not be reached or refused a request (one line, no secrets)."""
 
 
+class DeleteUnsupported(RegistryError):
+    """The registry refuses every DELETE (405, or the UNSUPPORTED error code)."""
+
+
 class _Response:
     def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self.status = status
         self.headers = headers
         self.body = body
+
+
+def required_host(host: str | None) -> str:
+    """``--registry``'s value, checked: given at all, and host[:port] (tags.validate_registry)."""
+    if host is None or host == "":
+        raise UserError("--registry HOST[:PORT] is required: the registry to publish to or pull "
+                        "from, e.g. --registry 127.0.0.1:5000")
+    return validate_registry(host)
 
 
 def is_loopback(host: str) -> bool:
@@ -68,39 +86,6 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def docker_config_credentials(host: str) -> tuple[str, str] | None:
-    """``auths[host].auth`` from ``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``."""
-    folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
-    path = Path(folder) / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise UserError(
-            f"cannot read the Docker config {path} ({type(exc).__name__}); fix the JSON or "
-            "point DOCKER_CONFIG at another folder"
-        ) from None
-    auths = config.get("auths") if isinstance(config, dict) else None
-    if not isinstance(auths, dict):
-        return None
-    for key, entry in auths.items():
-        name = urllib.parse.urlsplit(key if "://" in key else f"//{key}").netloc
-        if name != host or not isinstance(entry, dict) or not entry.get("auth"):
-            continue
-        try:
-            user, sep, password = base64.b64decode(entry["auth"]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            sep = ""
-        if not sep:
-            raise UserError(
-                f"the Docker config {path} has a malformed auths[{host!r}].auth (expected "
-                f"base64 of user:password); run `docker login {host}` again"
-            )
-        return user, password
-    return None
-
-
 class Registry:
     """Client for one registry host, e.g. ``Registry("127.0.0.1:5000")``."""
 
@@ -115,11 +100,7 @@ class Registry:
         credentials: tuple[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not host or "/" in host or "://" in host:
-            raise UserError(
-                f"invalid registry {host!r}: give host[:port] without scheme or path, "
-                "e.g. --registry 127.0.0.1:5000"
-            )
+        validate_registry(host)
         if scheme not in (None, "http", "https"):
             raise UserError(f"invalid registry scheme {scheme!r} for {host}: use http or https")
         if retries < 1:
@@ -130,7 +111,7 @@ class Registry:
         self.backoff = backoff
         self.timeout = timeout
         self._sleep = sleep
-        self._credentials = credentials or docker_config_credentials(host)
+        self._credentials = credentials or docker_credentials.lookup(host)
         self._auth: str | None = None  # the last Authorization value that worked
         self._tokens: dict[str, str] = {}  # Bearer tokens per scope
         handlers: list[urllib.request.BaseHandler] = []
@@ -200,12 +181,14 @@ class Registry:
     def delete(self, repo: str, digest: str) -> bool:
         """Delete a manifest by digest (and with it every tag on it); False if already gone."""
         path = f"/v2/{validate_repository(repo)}/manifests/{validate_digest(digest)}"
-        resp = self._request("DELETE", path, ok=(202, 404, 405))
-        if resp.status == 405:
-            raise RegistryError(
-                f"registry {self.host} refused DELETE {path} (HTTP 405 UNSUPPORTED); enable "
-                "deletion (storage.delete.enabled: true) or skip retention"
+        resp = self._request("DELETE", path, ok=(202, 404, 405, 400, 403))
+        if resp.status == 405 or (resp.status != 404 and _error_code(resp.body) == "UNSUPPORTED"):
+            raise DeleteUnsupported(
+                f"registry {self.host} does not delete manifests through the API (HTTP "
+                f"{resp.status} {_error_text(resp.body) or 'UNSUPPORTED'})"
             )
+        if resp.status in (400, 403):
+            raise RegistryError(self._scrub(self._refusal(resp, f"DELETE {path}")))
         return resp.status == 202
 
     def put_blob(self, repo: str, data: bytes) -> str:
@@ -409,6 +392,15 @@ def _read(err: urllib.error.HTTPError) -> bytes:
         return err.read()
     except (OSError, http.client.HTTPException):
         return b""
+
+
+def _error_code(body: bytes) -> str:
+    """The first error's ``code`` from the registry's JSON error body, or ''."""
+    try:
+        code = json.loads(body)["errors"][0]["code"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+    return code if isinstance(code, str) else ""
 
 
 def _error_text(body: bytes) -> str:

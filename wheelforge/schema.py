@@ -14,11 +14,17 @@ from typing import Any
 from .errors import UserError, did_you_mean
 from .yamlsource import Mapping, Sequence, line_of, text_of
 
+# Every pattern is applied with `fullmatch`: `re.match` with `$` accepts a value that ends in
+# a newline, which would then reach cell ids, image names and planned commands.
 # Names of components, archs, variants, channels: safe in file names, tags and shells.
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._+-]{0,127}")
 # Git refs and versions: no shell metacharacters, no whitespace, no option-looking values.
-REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+@-]*$")
-ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+@-]{0,254}")
+ENV_KEY_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+# Control characters (newline, carriage return, escape, NUL, ...) in one-line values;
+# multi-line values (steps, descriptions) may hold newlines and tabs, nothing else.
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+MULTILINE_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class Where:
@@ -69,7 +75,7 @@ def mapping(where: Where, key: str, *, required: bool = False) -> Where | None:
 
 
 def string(where: Where, key: str, *, required: bool = False, pattern: re.Pattern | None = None,
-           what: str = "", default: str | None = None) -> str | None:
+           what: str = "", default: str | None = None, multiline: bool = False) -> str | None:
     node = where.node
     if key not in node:
         if required:
@@ -79,7 +85,9 @@ def string(where: Where, key: str, *, required: bool = False, pattern: re.Patter
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise where.fail(key, "must be a single value (a string)")
     value = text_of(value)
-    if pattern is not None and not pattern.match(value):
+    if (MULTILINE_CONTROL_RE if multiline else CONTROL_RE).search(value):
+        raise where.fail(key, control_problem(value, multiline=multiline))
+    if pattern is not None and not pattern.fullmatch(value):
         raise where.fail(key, f"{value!r} is not a valid {what or key}"
                          f"{_metachar_hint(value)}")
     return value
@@ -104,7 +112,7 @@ def boolean(where: Where, key: str, *, default: bool) -> bool:
 
 
 def string_list(where: Where, key: str, *, pattern: re.Pattern | None = None,
-                what: str = "") -> tuple[str, ...]:
+                what: str = "", multiline: bool = False) -> tuple[str, ...]:
     node = where.node
     if key not in node:
         return ()
@@ -117,12 +125,23 @@ def string_list(where: Where, key: str, *, pattern: re.Pattern | None = None,
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             raise items.fail(i, "must be a single value (a string)")
         item = text_of(item)
-        if pattern is not None and not pattern.match(item):
+        if (MULTILINE_CONTROL_RE if multiline else CONTROL_RE).search(item):
+            raise items.fail(i, control_problem(item, multiline=multiline))
+        if pattern is not None and not pattern.fullmatch(item):
             raise items.fail(i, f"{item!r} is not a valid {what or key}{_metachar_hint(item)}")
         if item in out:
             raise items.fail(i, f"{item!r} is listed twice; remove one")
         out.append(item)
     return tuple(out)
+
+
+def control_problem(value: str, *, multiline: bool = False) -> str:
+    """The problem text for a value holding a control character."""
+    bad = next(c for c in value if c < " " or c == "\x7f")
+    if multiline:
+        return (f"contains the control character {bad!r}; only newlines and tabs may "
+                f"appear here, remove it")
+    return f"contains the control character {bad!r} (a value is one line); remove it"
 
 
 def _metachar_hint(value: str) -> str:

@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -20,12 +22,29 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from . import gitrefs
+from . import gitrefs, settings
 from .errors import UserError
-from .plan import Build, Resolved
+from .model import Build, Resolved
 
-# A PEP 691 (JSON simple API) index: PyPI, or a mirror of it.
-INDEX_URL = os.environ.get("WHEELFORGE_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+
+def index_url() -> str:
+    """The PEP 691 (JSON simple API) index sdists come from: pip's own choice.
+
+    WHEELFORGE_INDEX_URL overrides; else PIP_INDEX_URL, pip's configured
+    `index-url`, or pip's built-in default, in the order pip itself uses them.
+    """
+    for value in (settings.current().index_url, os.environ.get("PIP_INDEX_URL")):
+        if value:
+            return value.rstrip("/")
+    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
+                          capture_output=True, text=True, check=False)
+    for line in proc.stdout.splitlines():  # e.g. global.index-url='https://mirror/simple'
+        key, _, value = line.partition("=")
+        if key.rpartition(".")[2] == "index-url" and value.strip("'\""):
+            return value.strip("'\"").rstrip("/")
+    from pip._internal.models.index import PyPI  # pip's own default, not a copy of it
+
+    return PyPI.simple_url.rstrip("/")
 
 
 def source_dir(cache: Path, build: Build) -> Path | None:
@@ -46,23 +65,42 @@ def fetch(cache: Path, build: Build, *, rewrites: gitrefs.Rewrites) -> Path | No
     if dest is None or build.source.kind == "path" or dest.is_dir():
         return dest
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=cache))
+    # The owner's pid is in the name, so that clean_partial never takes a live fetch's tree.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", dir=cache))
     try:
         if build.source.kind == "git":
             _fetch_git(build.source, tmp, rewrites=rewrites, who=build.recipe_file)
         else:
             _fetch_sdist(build.source, tmp, who=build.recipe_file)
-        tmp.rename(dest)
+        try:
+            tmp.rename(dest)
+        except OSError:
+            if not dest.is_dir():  # else another process completed the same tree first
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
 def clean_partial(cache: Path) -> None:
-    """Remove what an interrupted fetch left (hidden temporary directories)."""
-    if cache.is_dir():
-        for leftover in cache.glob(".*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+    """Remove what interrupted fetches left: hidden trees whose owning process is gone."""
+    if not cache.is_dir():
+        return
+    for leftover in cache.glob(".*"):
+        pid = leftover.name.rsplit(".", 2)[-2] if leftover.name.count(".") >= 3 else ""
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fetch_git(src: Resolved, dest: Path, *, rewrites: gitrefs.Rewrites, who: str) -> None:
@@ -74,7 +112,7 @@ def _fetch_git(src: Resolved, dest: Path, *, rewrites: gitrefs.Rewrites, who: st
                             f"failed ({reason}); check the URL, the pin and --git-rewrite")
 
     git("init", "-q")
-    git("remote", "add", "origin", src.url)  # rewritten by insteadOf, like the submodules
+    git("remote", "add", "--", "origin", src.url)  # rewritten by insteadOf, like the submodules
     probe = gitrefs.run_git(["fetch", "-q", "--depth", "1", "origin", src.commit],
                             rules=rewrites, cwd=str(dest), timeout=3600)
     if probe.returncode != 0:  # servers that refuse fetching a commit by hash
@@ -85,7 +123,8 @@ def _fetch_git(src: Resolved, dest: Path, *, rewrites: gitrefs.Rewrites, who: st
 
 
 def _fetch_sdist(src: Resolved, dest: Path, *, who: str) -> None:
-    url = f"{INDEX_URL}/{src.name}/"
+    index = index_url()
+    url = f"{index}/{src.name}/"
     request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
@@ -97,7 +136,7 @@ def _fetch_sdist(src: Resolved, dest: Path, *, who: str) -> None:
     if not match:
         names = [f["filename"] for f in files
                  if f.get("filename", "").startswith(f"{src.name}-{src.version}.")]
-        raise UserError(f"{who}: no file of {src.name} on {INDEX_URL} has the pinned sha256 "
+        raise UserError(f"{who}: no file of {src.name} on {index} has the pinned sha256 "
                         f"{src.sha256[:12]}... (sdists of {src.version}: "
                         f"{', '.join(names) or 'none'}); fix source.sha256 or source.version")
     archive = dest / match[0]["filename"]

@@ -2,7 +2,9 @@
 
 Tags follow docker/metadata-action's conventions:
 
-- a dated tag per nightly build, ``<cell_id>-YYYYMMDD`` (never moves; retention prunes it),
+- a dated tag per nightly build, ``<cell_id>-YYYYMMDD``, and ``<cell_id>-YYYYMMDD.N``
+  (N = 1, 2, ...) for the second, third, ... image of the same day (never moves; retention
+  prunes it),
 - a commit tag, ``sha-<7 hex>-<cell_id>``: the first image built from that wheelforge
   revision (set once, never moved; retention keeps it),
 - floating tags that move to the newest build that passed its smoke test:
@@ -34,7 +36,11 @@ from wheelforge.errors import UserError
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]{7,64}")
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-_DATE_RE = re.compile(r"[0-9]{8}")
+_DATED_RE = re.compile(r"(?P<day>[0-9]{8})(?:\.(?P<seq>[1-9][0-9]{0,8}))?")
+# host[:port]: DNS labels, an IPv4 address or a bracketed IPv6 address; no user@, no spaces.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_REGISTRY_RE = re.compile(
+    rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]{{2,45}}\])(?::(?P<port>[0-9]{{1,5}}))?")
 _REPO_RE = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 )
@@ -60,6 +66,17 @@ def validate_repository(repo: str) -> str:
     return repo
 
 
+def validate_registry(host: str) -> str:
+    """Return ``host`` if it is ``host[:port]`` (no scheme, path, user or spaces), else raise."""
+    match = _REGISTRY_RE.fullmatch(host) if isinstance(host, str) and len(host) <= 255 else None
+    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        raise UserError(
+            f"invalid registry host {host!r}: give host[:port] without a scheme, path, user or "
+            "spaces, e.g. '127.0.0.1:5000'"
+        )
+    return host
+
+
 def validate_digest(digest: str) -> str:
     """Return ``digest`` if it is ``sha256:<64 lowercase hex>``, else raise UserError."""
     if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
@@ -79,11 +96,7 @@ class ImageRef:
     digest: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.registry or "/" in self.registry or "://" in self.registry:
-            raise UserError(
-                f"invalid registry host {self.registry!r}: give host[:port] without a scheme "
-                "or path, e.g. '127.0.0.1:5000'"
-            )
+        validate_registry(self.registry)
         validate_repository(self.repository)
         if self.tag is not None:
             validate_tag(self.tag)
@@ -105,10 +118,16 @@ class ImageRef:
         return ImageRef(registry=self.registry, repository=self.repository, digest=digest)
 
 
-def dated_tag(cell_id: str, day: datetime.date) -> str:
-    """``<cell_id>-YYYYMMDD``, the never-moving tag of one nightly build."""
+def dated_tag(cell_id: str, day: datetime.date, seq: int = 0) -> str:
+    """``<cell_id>-YYYYMMDD`` (``seq`` 0), else ``<cell_id>-YYYYMMDD.<seq>``: the
+    never-moving tag of one image of that day."""
     validate_tag(cell_id, what="cell id")
-    return validate_tag(f"{cell_id}-{day:%Y%m%d}", what=f"dated tag of cell {cell_id!r}")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise UserError(f"invalid sequence {seq!r} for a dated tag of cell {cell_id!r}: "
+                        "use 0 (the day's first image) or a positive number")
+    suffix = f".{seq}" if seq else ""
+    return validate_tag(f"{cell_id}-{day:%Y%m%d}{suffix}",
+                        what=f"dated tag of cell {cell_id!r}")
 
 
 def sha_tag(revision: str, cell_id: str) -> str:
@@ -140,22 +159,43 @@ def floating_tags(
     return tags
 
 
-def parse_dated(tag: str, cell_id: str) -> datetime.date | None:
-    """The day of a dated tag of ``cell_id``, or None if ``tag`` is not one."""
+def parse_dated(tag: str, cell_id: str) -> tuple[datetime.date, int] | None:
+    """(day, sequence) of a dated tag of ``cell_id``, or None if ``tag`` is not one.
+
+    ``<cell_id>-YYYYMMDD`` is (day, 0); ``<cell_id>-YYYYMMDD.N`` is (day, N) for N >= 1
+    without leading zeros (``.0`` and ``.01`` are not dated tags: ``dated_tag`` never
+    writes them).
+    """
     prefix = f"{cell_id}-"
-    if not tag.startswith(prefix):
+    if not isinstance(tag, str) or not tag.startswith(prefix):
         return None
-    rest = tag[len(prefix) :]
-    if not _DATE_RE.fullmatch(rest):
+    match = _DATED_RE.fullmatch(tag[len(prefix) :])
+    if match is None:
         return None
     try:
-        return datetime.datetime.strptime(rest, "%Y%m%d").date()
+        day = datetime.datetime.strptime(match["day"], "%Y%m%d").date()
     except ValueError:
         return None
+    return day, int(match["seq"] or 0)
+
+
+def dated_tags(tags: Iterable[str], cell_id: str) -> list[tuple[datetime.date, int, str]]:
+    """(day, sequence, tag) of each dated tag of ``cell_id`` among ``tags``, oldest first."""
+    return sorted(
+        (*key, tag) for tag in set(tags) if (key := parse_dated(tag, cell_id)) is not None
+    )
+
+
+def next_dated_tag(tags: Iterable[str], cell_id: str, day: datetime.date) -> str:
+    """The first free dated tag of ``day``: ``<cell_id>-YYYYMMDD``, else the next ``.N``
+    after the highest one used that day (a gap left by retention is not reused)."""
+    used = [seq for d, seq, _ in dated_tags(tags, cell_id) if d == day]
+    return dated_tag(cell_id, day, max(used) + 1 if used else 0)
 
 
 def expired(tags: Iterable[str], cell_id: str, keep: int) -> list[str]:
-    """The dated tags of ``cell_id`` beyond the newest ``keep`` ones, oldest first.
+    """The dated tags of ``cell_id`` beyond the newest ``keep`` ones, oldest first
+    (by day, then by sequence within a day).
 
     Tags of other cells, floating tags and sha tags are never returned.
     """
@@ -164,10 +204,8 @@ def expired(tags: Iterable[str], cell_id: str, keep: int) -> list[str]:
             f"invalid retention keep={keep!r} for cell {cell_id!r}: keep at least 1 dated tag "
             "(e.g. --keep 7)"
         )
-    dated = sorted(
-        (day, tag) for tag in set(tags) if (day := parse_dated(tag, cell_id)) is not None
-    )
-    return [tag for _, tag in dated[: max(len(dated) - keep, 0)]]
+    dated = dated_tags(tags, cell_id)
+    return [tag for _, _, tag in dated[: max(len(dated) - keep, 0)]]
 
 
 def deletable_digests(

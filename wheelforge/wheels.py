@@ -4,7 +4,9 @@
 2. `docker buildx bake` the plan's targets in one go (bake.py): BuildKit builds
    independent components in parallel, and each shared component once;
 3. bake the runtime-dependency stage of each cell over its built wheels;
-4. write wheels/<cell>/ with manifest.json, swapped in atomically (wheelset.py).
+4. audit each staged set's GPU code against the cell's archs (audit.py: a missing
+   arch stops the build before anything is swapped in; the targets go into the manifest);
+5. write wheels/<cell>/ with manifest.json, swapped in atomically (wheelset.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import bake, baseimages, engine, sources, table, wheelset
+from . import audit, bake, baseimages, engine, progress, sources, table, timeline, wheelset
+from . import lock as locks
 from .errors import UserError
-from .plan import ROOT, Build, Plan
+from .indexsource import verify as verify_vendor_wheels
+from .model import Build, Plan
+from .settings import ROOT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,10 +48,22 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
         sources.fetch(options.sources, b, rewrites=plan.rewrites)
     shutil.rmtree(options.exports, ignore_errors=True)
     definition = bake.definition(plan, options)
-    result = engine.bake(definition, list(definition["target"]), workdir=options.exports,
-                         on_vertex=_progress(plan), builder=builder)
+    tracker = progress.Tracker(plan, settings=progress.Settings.from_env())
+    began = _dt.datetime.now(_dt.UTC)
+    try:
+        with tracker.beating():
+            result = engine.bake(definition, list(definition["target"]),
+                                 workdir=options.exports, on_vertex=_progress(plan),
+                                 builder=builder, env=bake.jobs_secret(plan, options),
+                                 on_status=tracker.feed)
+        tracker.finish(result.ok)
+    finally:
+        _timeline(plan, tracker, out_root, began)
     if not result.ok:
-        raise _failure(plan, result)
+        raise _failure(plan, result, tracker)
+    for b in plan.builds.values():  # vendor wheels: each one listed in its recipe's sha256 map
+        verify_vendor_wheels(b.component, b.recipe_file, b.source.wheel_sha256,
+                             _wheels_of(options.exports, b))
     base_ids = {ref: _image_digest(result, ref) for ref in {b.build_image for b in
                                                              plan.builds.values()}}
     stages = {cell.id: wheelset.staging(out_root, cell.id) for cell in plan.cells}
@@ -59,6 +76,8 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
         rows = []
         for cell in plan.cells:
             manifest = _manifest(plan, cell.id, result, options, deps[cell.id], base_ids)
+            # GPU-target audit of the staged set: a finding stops here, nothing swapped in
+            manifest["gpu_targets"] = audit.gate(stages[cell.id], manifest)
             wheelset.write_manifest(stages[cell.id], manifest)
             rows += [Row(component=name, cell=cell.id, seconds=c["build_seconds"],
                          cached=c["from_cache"], size=sum(w["size"] for w in c["wheels"]))
@@ -84,7 +103,8 @@ def _progress(plan: Plan):
     def on_vertex(vertex: engine.Vertex) -> None:
         for target in plan.builds:
             if _is_build_step(vertex, target):
-                state = ("cached" if vertex.cached else "done") if vertex.completed else "building"
+                state = ("failed" if vertex.error else "cached" if vertex.cached else "done"
+                         ) if vertex.completed else "building"
                 if (target, state) not in seen:
                     seen.add((target, state))
                     engine.say(f"[{time.strftime('%H:%M:%S')}] {target}: {state}")
@@ -96,14 +116,32 @@ def _is_build_step(vertex: engine.Vertex, target: str) -> bool:
     return "build-component build" in vertex.name and target in vertex.name
 
 
-def _failure(plan: Plan, result: engine.BuildResult) -> UserError:
+def _timeline(plan: Plan, tracker: progress.Tracker, out_root: Path,
+              began: _dt.datetime) -> None:
+    """Write the run's timeline (even of a failed run) and say where it is."""
+    try:
+        path = timeline.write(out_root, timeline.render(plan, tracker.spans(), when=began),
+                              when=began)
+    except OSError as exc:
+        engine.say(f"timeline: not written ({exc.strerror or exc})")
+        return
+    engine.say(f"timeline: {path} (latest: {out_root / 'timeline.html'})")
+
+
+def _failure(plan: Plan, result: engine.BuildResult,
+             tracker: progress.Tracker | None = None) -> UserError:
     result.show_failed_output()
     marked = result.marked_error()
     if marked:
         target = marked.split()[0].removeprefix("target=")
         cells = ", ".join(plan.builds[target].cells) if target in plan.builds else "?"
         detail = marked.split(" ", 1)[1] if " " in marked else marked
-        return UserError(f"wheels: build failed: {detail} [cells: {cells}; target {target}]",
+        where = (progress.failure_where(plan.builds[target], detail,
+                                        step=tracker.step_of(target) if tracker else 0,
+                                        settings=tracker.settings if tracker else None) + "; "
+                 if target in plan.builds else "")
+        return UserError(f"wheels: build failed: {detail} [{where}cells: {cells}; "
+                         f"target {target}]",
                          exit_code=1)
     failed = [v for v in result.vertices.values() if v.error]
     where = f" at {failed[0].name[:120]}" if failed else ""
@@ -116,15 +154,25 @@ def _wheels_of(exports: Path, b: Build) -> list[Path]:
 
 def _runtime_deps(plan: Plan, options: bake.Options, stages: dict[str, Path],
                   builder: str | None) -> dict[str, list]:
-    """Bake Dockerfile.wheels' runtime-deps stage for every cell; add its wheels."""
+    """Bake Dockerfile.wheels' runtime-deps stage for every cell; add its wheels.
+
+    Each cell's wheels are checked against its lock first (one line naming what is
+    missing, and `invoke lock`); the step then downloads exactly the lock, which is its
+    `lock` context (so its content is in BuildKit's key) and LOCK_SHA256."""
     targets = {}
     for cell in plan.cells:
         name = re.sub(r"[^A-Za-z0-9_-]", "_", f"runtime-deps-{cell.id}")
+        lock = plan.locks[cell.id]
+        locks.check(cell.id, sorted(stages[cell.id].glob("*.whl")), lock)
+        lock_dir = locks.step_context(lock, options.exports / "_locks" / name)
         targets[name] = {
             "context": str(ROOT), "dockerfile": "docker/Dockerfile.wheels",
-            "target": "runtime-deps-export", "contexts": {"wheels": str(stages[cell.id])},
+            "target": "runtime-deps-export",
+            "contexts": {"wheels": str(stages[cell.id]), "lock": str(lock_dir)},
             "args": {"RUNTIME_IMAGE": cell.stack.runtime_image, "TARGET": name,
-                     "RUNTIME_APT": " ".join(cell.stack.runtime_apt)},
+                     "LOCK_SHA256": lock.sha256,
+                     "RUNTIME_APT": " ".join(runtime_apt(plan, cell.id)),
+                     "EXTRA_INDEX_URLS": " ".join(extra_indexes(plan, cell.id))},
             "output": [f"type=local,dest={options.exports / name}"],
         }
         secrets = bake.secrets(options)
@@ -141,6 +189,21 @@ def _runtime_deps(plan: Plan, options: bake.Options, stages: dict[str, Path],
             wheelset.add_file(stages[cell.id], whl)
         out[cell.id] = [wheelset.wheel_entry(w) for w in found]
     return out
+
+
+def runtime_apt(plan: Plan, cell_id: str) -> list[str]:
+    """The cell's runtime system packages: its stack's and its runtime components'."""
+    cell = next(c for c in plan.cells if c.id == cell_id)
+    builds = [plan.builds[t] for t in plan.cell_targets[cell_id].values()]
+    return sorted({*cell.stack.runtime_apt,
+                   *(p for b in builds if b.runtime for p in b.runtime_apt)})
+
+
+def extra_indexes(plan: Plan, cell_id: str) -> list[str]:
+    """Indexes the cell's components come from: where their own pins live too."""
+    builds = [plan.builds[t] for t in plan.cell_targets[cell_id].values()]
+    return list(dict.fromkeys(b.source.url for b in builds
+                              if b.source.kind == "index" and b.source.url))
 
 
 def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bake.Options,
@@ -166,11 +229,16 @@ def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bak
         "schema": 1, "cell": cell.id, "channel": cell.channel, "stack": cell.stack.name,
         "python": cell.python, "arch": cell.arch, "archs": list(cell.archs),
         "variant": cell.variant, "runtime_image": cell.stack.runtime_image,
-        "runtime_apt": " ".join(cell.stack.runtime_apt), "repository": plan.matrix.repository,
+        "runtime_apt": runtime_apt(plan, cell_id),
+        "runtime_toolchain": getattr(cell.stack, "runtime_toolchain", "forbidden"),
+        "repository": plan.matrix.repository,
         "default_arch": plan.matrix.default_arch, "default_variant": plan.matrix.default_variant,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "wheelforge_revision": revision(), "components": components,
         "runtime_deps": runtime_deps,
+        "runtime_lock": {"file": plan.locks[cell_id].display,
+                         "sha256": plan.locks[cell_id].sha256,
+                         "step_key": locks.step_key(plan, cell)},
     }
 
 

@@ -3,32 +3,73 @@
 A set is assembled in a hidden temporary folder next to its final place and
 swapped in with one atomic rename-exchange at the very end, so an interrupted
 or failed build leaves the previous wheels/<cell>/ exactly as it was.
+
+The checks of a set are those of docker/wheelset-check.py, the script the runtime
+image runs before pip sees a wheel; this module loads that same file, so the host
+and the image can never disagree: a manifest's shape, wheel file names, and every
+wheel opened (sound zip, safe member paths, every member in RECORD with its hash).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import hashlib
+import importlib.util
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
+from . import wheelname
 from .errors import UserError
+from .settings import DOCKER_DIR
 
 MANIFEST = "manifest.json"
-_WHEEL_RE = re.compile(r"^(?P<dist>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
+CHECK_SCRIPT = DOCKER_DIR / "wheelset-check.py"
+
+
+@functools.cache
+def _checks() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("wheelforge_wheelset_check", CHECK_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _refused_as_user_error(fn, *args):
+    try:
+        return fn(*args)
+    except _checks().Refused as exc:
+        raise UserError(str(exc)) from None
 
 
 def parse_wheel_name(name: str) -> tuple[str, str]:
-    """(distribution, version) of a wheel file name."""
-    match = _WHEEL_RE.match(name)
-    if not match:
-        raise UserError(f"{name}: not a wheel file name (dist-version-python-abi-platform.whl)")
-    return match["dist"], match["version"]
+    """(distribution, version) of a wheel file name as written in it (the wheel spec's
+    form, strictly: read by wheelname.parse, and accepted by the image's own check)."""
+    try:
+        wheel = wheelname.parse(name) if _checks().parse_wheel_name(name) else None
+    except ValueError:
+        wheel = None
+    if wheel is None:
+        raise UserError(f"{name!r}: not a wheel file name ({wheelname.FORM}); rebuild it")
+    return wheel.distribution, wheel.version
+
+
+def check_wheel(path: Path) -> None:
+    """Open one wheel: sound zip, safe member paths, every member in RECORD with its hash."""
+    parse_wheel_name(path.name)
+    _refused_as_user_error(_checks().check_wheel, path, path.name)
+
+
+def verify(cell_dir: Path) -> dict:
+    """The set in `cell_dir` is exactly its manifest, every wheel opened and checked."""
+    data = read_manifest(cell_dir)
+    _refused_as_user_error(_checks().check_files, cell_dir, data)
+    return data
 
 
 def wheel_entry(path: Path) -> dict:
@@ -63,18 +104,17 @@ def add_file(stage: Path, source: Path) -> None:
 
 
 def write_manifest(stage: Path, manifest: dict) -> None:
+    """Write the staged set's manifest, then check the set against it (`verify`)."""
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    verify(stage)
 
 
 def read_manifest(cell_dir: Path) -> dict:
-    path = cell_dir / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    """The manifest of a set, its shape checked (one line per problem)."""
+    if not (cell_dir / MANIFEST).exists():
         raise UserError(f"{cell_dir}: no wheel set here (no {MANIFEST}); run "
-                        f"`invoke wheels --cells {cell_dir.name}` first") from None
-    except ValueError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}); rebuild with invoke wheels") from None
+                        f"`invoke wheels --cells {cell_dir.name}` first")
+    return _refused_as_user_error(_checks().read_manifest, cell_dir)
 
 
 def swap_in(stage: Path, final: Path) -> None:

@@ -6,16 +6,28 @@ knows the line of every node; this loader keeps it: mappings become `Mapping`
 the line of each item). Numbers keep the text they were written as (`Int`,
 `Float`), so that a value meant as a string, like `python: [3.10]`, reads as
 "3.10" and not as the float's "3.1".
+
+Hostile files are refused in one line, never with a hang or a traceback: only
+regular files are read (a FIFO, a device, a directory or a symlink loop is
+refused before any read), at most MAX_BYTES of them, nesting at most MAX_DEPTH
+levels deep, numbers at most MAX_NUMBER_CHARS characters long.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import UserError
+
+MAX_BYTES = 1 << 20  # 1 MiB: far more than any recipe or matrix needs
+MAX_DEPTH = 32
+MAX_NUMBER_CHARS = 64  # a 40-digit pin or a 64-digit sha256 written unquoted still loads
 
 
 class Mapping(dict):
@@ -49,13 +61,39 @@ def text_of(value: Any) -> str:
     return getattr(value, "text", "") or str(value)
 
 
+class _TooBig(yaml.MarkedYAMLError):
+    """A bound of this loader, not a syntax error: its problem says how to fix it."""
+
+
 class _Loader(yaml.SafeLoader):
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooBig(
+                    problem=f"nested more than {MAX_DEPTH} levels deep; flatten it",
+                    problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def _number_text(self, node: yaml.ScalarNode) -> None:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise _TooBig(
+                problem=f"a number of {len(node.value)} characters (at most "
+                        f"{MAX_NUMBER_CHARS}); quote it if it is text",
+                problem_mark=node.start_mark)
+
     def construct_yaml_int(self, node: yaml.ScalarNode) -> Int:
+        self._number_text(node)
         out = Int(super().construct_yaml_int(node))
         out.text = node.value
         return out
 
     def construct_yaml_float(self, node: yaml.ScalarNode) -> Float:
+        self._number_text(node)
         out = Float(super().construct_yaml_float(node))
         out.text = node.value
         return out
@@ -98,16 +136,17 @@ _Loader.yaml_implicit_resolvers = {
 def load(path: Path, *, display: str | None = None) -> Mapping:
     """Parse one YAML file into a top-level `Mapping`, or raise one clear line."""
     where = display or str(path)
+    data = read_regular(path, where=where)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"{where}: cannot read ({exc.strerror})") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = text_line(exc.object, exc.start)
         raise UserError(f"{where}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
                         f"save the file as UTF-8") from None
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except _TooBig as exc:
+        raise UserError(f"{where}:{exc.problem_mark.line + 1}: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
@@ -116,6 +155,38 @@ def load(path: Path, *, display: str | None = None) -> Mapping:
         raise UserError(f"{where}: invalid YAML: {exc}") from None
     if not isinstance(data, Mapping):
         raise UserError(f"{where}:1: the file must be a mapping of keys to values")
+    return data
+
+
+def read_regular(path: Path, *, where: str, limit: int = MAX_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, else one clear line."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{where}: cannot read (a symlink loop); point the link at a "
+                            f"file") from None
+        raise UserError(f"{where}: cannot read ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(info.st_mode) else
+                    "a FIFO" if stat.S_ISFIFO(info.st_mode) else
+                    "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                    else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file")
+            raise UserError(f"{where}: {kind}, not a regular file; give a YAML file")
+        if info.st_size > limit:
+            raise UserError(f"{where}: {info.st_size} bytes, more than the {limit} a file "
+                            f"here may have; this is not a recipe file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise UserError(f"{where}: cannot read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise UserError(f"{where}: more than {limit} bytes; this is not a recipe file")
     return data
 
 

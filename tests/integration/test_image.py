@@ -85,20 +85,23 @@ def test_no_wheel_file_in_any_layer_or_history(demo_build, demo_images):
     assert ".whl" not in history
 
 
-def test_secrets_reach_the_build_but_no_layer(engine, tmp_path):
-    """A CA bundle and an index token are used by a build step, and land nowhere."""
+def test_secrets_reach_the_build_but_no_layer(demo_build, tmp_path):
+    """A CA bundle and an index token are used by a build step, and land nowhere.
+
+    The index is not reachable: msgpack builds with the builder's own setuptools (no
+    index needed), and its toolchain stage comes from the demo build's cache."""
     marker = f"wheelforge-ca-marker-{uuid.uuid4().hex}"
     token = f"tok{uuid.uuid4().hex}"
     ca = tmp_path / "ca.pem"
     ca.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text() + f"# {marker}\n")
     check = (f'grep -q {marker} "$PIP_CERT" && test "$PIP_INDEX_URL" = '
-             f'"https://user:{token}@pypi.org/simple"')
-    recipes = copy_recipes(tmp_path / "recipes", {"pkgconfig.yaml": (
+             f'"https://user:{token}@index.example.invalid/simple"')
+    recipes = copy_recipes(tmp_path / "recipes", {"msgpack.yaml": (
         "steps:\n", f"steps:\n  - {check}\n")})
-    os.environ["WHEELFORGE_PIP_INDEX_URL"] = f"https://user:{token}@pypi.org/simple"
+    os.environ["WHEELFORGE_PIP_INDEX_URL"] = f"https://user:{token}@index.example.invalid/simple"
     try:
         proc = run_invoke("wheels", "--recipes", str(recipes), "--channel", "stable",
-                          "--cells", CELLS[0], "--only", "pkgconfig", "--ca-bundle", str(ca),
+                          "--cells", CELLS[0], "--only", "msgpack", "--ca-bundle", str(ca),
                           env={"WHEELFORGE_WHEELS": str(tmp_path / "wheels")})
     finally:
         del os.environ["WHEELFORGE_PIP_INDEX_URL"]
@@ -125,7 +128,7 @@ def test_planted_sdist_fails_the_build_naming_it(demo_build, tmp_path):
     (wheels / "evil-1.0.tar.gz").write_bytes(b"not a wheel")
     proc = by_hand(wheels, "wheelforge-test/planted:sdist")
     assert proc.returncode != 0
-    assert ("wheelforge-error: evil-1.0.tar.gz: not a wheel; an sdist or other file would "
+    assert ("wheelforge-error: 'evil-1.0.tar.gz': not a wheel; an sdist or other file would "
             "need compiling") in proc.stderr
 
 

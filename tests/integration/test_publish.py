@@ -5,9 +5,11 @@ docker-registry, distribution 2.8); nothing is mocked. The nightly history is
 built up by chained module fixtures, one nightly run per day, so that each test
 runs only the days it needs:
 
-    two_days       2026-11-20 (library, demo set) and 2026-11-21 (CLI, a changed set): pass
+    two_days       2026-11-20 (library, demo set) and 2026-11-21 (CLI, a changed set): pass,
+                   promoted with --allow-cpu-smoke (no GPU here)
     failed_day     2026-11-22 (CLI, --require-gpu: the smoke fails on a CPU machine)
-    retention_day  2026-11-23 (library, keep=1, the smoke fails again)
+    retention_day  2026-11-23 (library, keep=1, the smoke passes but no check ran on a GPU:
+                   without --allow-cpu-smoke nothing is promoted)
 
 Each day after the first builds from a copy of the demo recipes whose msgpack-numpy
 recipe has one extra harmless step, so its wheel set has a new key and its image a new
@@ -31,8 +33,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import registry_server
 from tests.conftest import DEMO, ROOT, copy_recipes, run_invoke
-from wheelforge import app, bake, pipeline, registry_server, tags
+from wheelforge import app, bake, pipeline, tags
 from wheelforge import plan as planning
 from wheelforge import wheels as wheel_builds
 from wheelforge.errors import UserError
@@ -90,8 +93,7 @@ def assert_one_error_line(proc: subprocess.CompletedProcess) -> str:
 def day_recipes(root: Path, name: str) -> Path:
     """The demo recipes with one more (harmless) msgpack-numpy step: new key, new wheel set."""
     return copy_recipes(root / name, {"msgpack-numpy.yaml": (
-        '  - pip wheel --use-pep517 --no-deps -w "$OUT" .\n',
-        f'  - pip wheel --use-pep517 --no-deps -w "$OUT" .\n  - echo {name}\n')})
+        "\nsteps:\n", f"\nsteps:\n  - echo {name}\n")})
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,8 @@ class History:
         return (self.wheels / CELL / "manifest.json").read_bytes()
 
     def nightly_library(self, day: datetime.date, recipes: Path, *, keep: int = 7,
-                        smoke_args: list[str] | None = None) -> Day:
+                        smoke_args: list[str] | None = None,
+                        allow_cpu_smoke: bool = False) -> Day:
         error, before = None, head()
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(pipeline, "WHEELS", self.wheels)  # never the repository's wheels/
@@ -156,7 +159,8 @@ class History:
             try:
                 pipeline.nightly(planning.Inputs(recipes_dir=recipes), channel="stable",
                                  cells=CELL, registry=self.host, options=options, keep=keep,
-                                 smoke_args=smoke_args, day=day)
+                                 smoke_args=smoke_args, day=day,
+                                 allow_cpu_smoke=allow_cpu_smoke)
             except UserError as exc:
                 error = exc
         return Day(day=day, tags=snapshot(self.registry()), manifest=self.manifest(),
@@ -186,9 +190,10 @@ def history(engine, tmp_path_factory) -> Iterator[History]:
 def two_days(history: History) -> tuple[Day, Day]:
     """Day 1 through the library on the demo set; day 2 through the CLI on a changed set."""
     assert history.registry().tags(REPO) == []
-    first = history.nightly_library(DAYS[0], DEMO)
+    first = history.nightly_library(DAYS[0], DEMO, allow_cpu_smoke=True)
     assert first.error is None, first.error
-    second = history.nightly_cli(DAYS[1], day_recipes(history.recipes_root, "day2"))
+    second = history.nightly_cli(DAYS[1], day_recipes(history.recipes_root, "day2"),
+                                 "--allow-cpu-smoke")
     assert second.proc.returncode == 0, second.proc.stdout + second.proc.stderr
     return first, second
 
@@ -202,9 +207,9 @@ def failed_day(history: History, two_days) -> Day:
 
 @pytest.fixture(scope="module")
 def retention_day(history: History, failed_day) -> Day:
-    """Day 4, keep=1: a changed set whose smoke fails, so the floating tags stay on day 2."""
-    return history.nightly_library(DAYS[3], day_recipes(history.recipes_root, "day4"), keep=1,
-                                   smoke_args=["--require-gpu"])
+    """Day 4, keep=1: a changed set whose smoke passes with no check on a GPU (and no
+    --allow-cpu-smoke), so the floating tags stay on day 2."""
+    return history.nightly_library(DAYS[3], day_recipes(history.recipes_root, "day4"), keep=1)
 
 
 @pytest.fixture()
@@ -246,6 +251,8 @@ def test_two_nightlies_tag_by_day_and_float_to_the_newest(history: History, two_
     for tag in FLOATING:
         assert second.tags[tag] == second.digest, tag
     assert dated(DAYS[1]) in second.proc.stdout  # the publish summary
+    assert "--allow-cpu-smoke: PROMOTING AN IMAGE THAT NO SMOKE CHECK RAN ON A GPU" in \
+        second.proc.stderr
     assert "Traceback" not in second.proc.stderr
 
     # The image behind `latest` is day 2's, and says so.
@@ -297,10 +304,13 @@ def test_retention_deletes_exactly_the_old_days_and_never_a_kept_digest(
     first, second = two_days
     last = retention_day
     assert isinstance(last.error, UserError) and last.error.exit_code == 1
-    assert str(last.error) == f"nightly: failed cells: {CELL} (smoke failed)"
+    assert str(last.error) == (
+        f"nightly: failed cells: {CELL} (not promoted: no smoke check ran on a GPU (device: "
+        "none); smoke it on a GPU machine (--require-gpu), or pass --allow-cpu-smoke to "
+        "promote anyway)")
 
     # keep=1: days 1-3 are expired. Day 2's digest is what every floating tag still points
-    # at (day 4's smoke failed), so it is not deleted, and its dated tag stays with it.
+    # at (day 4 had no GPU evidence), so it is not deleted, and its dated tag stays with it.
     # Days 1 and 3 are deleted with their manifests -- unless a sha- tag still holds one:
     # sha- tags are never pruned, and the newest image of a wheelforge commit keeps its
     # sha- tag when HEAD moves (as it can while these tests run next to other work).
@@ -386,6 +396,27 @@ def test_publish_to_a_broken_registry_is_one_line_and_tags_nothing(
     assert snapshot(reg) == before
     assert docker("image", "inspect", f"{host}/{REPO}:{CELL}-20261201",
                   check=False).returncode != 0
+
+
+# ---- 5b. --registry missing or malformed: one line, before anything runs -----------------
+
+
+@pytest.mark.parametrize("task", ["push", "publish", "nightly", "pull"])
+def test_registry_missing_or_malformed_is_one_line(task: str, tmp_path: Path) -> None:
+    extra = ["--arch", "x86-64-v2"] if task == "pull" else []
+    # The real recipes: nightly would resolve branch heads over the network, and pull read
+    # the matrix, if the registry were not checked first.
+    env = {"WHEELFORGE_WHEELS": str(tmp_path / "no-wheels")}
+    missing = run_invoke(task, *extra, env=env, timeout=300)
+    assert assert_one_error_line(missing) == (
+        "error: --registry HOST[:PORT] is required: the registry to publish to or pull from, "
+        "e.g. --registry 127.0.0.1:5000")
+    assert missing.returncode == 2 and missing.stdout == ""
+    spaced = run_invoke(task, "--registry", "a b", *extra, env=env, timeout=300)
+    assert assert_one_error_line(spaced) == (
+        "error: invalid registry host 'a b': give host[:port] without a scheme, path, user or "
+        "spaces, e.g. '127.0.0.1:5000'")
+    assert spaced.returncode == 2 and spaced.stdout == ""
 
 
 # ---- 6. credentials ---------------------------------------------------------------------

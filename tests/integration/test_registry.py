@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from wheelforge import registry_server
+from tests import registry_server
 from wheelforge.errors import UserError
 from wheelforge.registry import OCI_MANIFEST, Registry, RegistryError, next_link, parse_challenge
 from wheelforge.tags import dated_tag, deletable_digests, expired, floating_tags
@@ -318,6 +318,18 @@ def test_malformed_docker_config_auth_is_one_clear_line(docker_config: Path) -> 
         Registry("127.0.0.1:1")
 
 
+@pytest.mark.parametrize("host", ["a b", "http://127.0.0.1:5000", "127.0.0.1:5000/v2",
+                                  "user@127.0.0.1", "127.0.0.1:70000", ""])
+def test_a_malformed_host_is_refused_at_once(host: str, docker_config: Path) -> None:
+    # Refused before anything else: the (malformed) Docker config is not even read.
+    docker_config.write_text(json.dumps({"auths": {"127.0.0.1:1": {"auth": "bm9jb2xvbg=="}}}))
+    with pytest.raises(UserError) as info:
+        Registry(host, sleep=no_sleep)
+    assert str(info.value) == (
+        f"invalid registry host {host!r}: give host[:port] without a scheme, path, user or "
+        "spaces, e.g. '127.0.0.1:5000'")
+
+
 def test_scheme_defaults_and_challenge_parsing() -> None:
     assert Registry("127.0.0.1:5000", credentials=("u", "p")).scheme == "http"
     assert Registry("localhost:5000", credentials=("u", "p")).scheme == "http"
@@ -434,3 +446,101 @@ def test_bearer_token_flow_against_the_real_registry(tmp_path: Path) -> None:
         tokens.http.shutdown()
         tokens.http.server_close()
     assert tokens.requests[1:] and all(r.startswith("Basic ") for r in tokens.requests[1:])
+
+
+# ---- credentials from where docker finds them; registries that do not delete -----------
+
+HELPER = """#!/bin/sh
+[ "$1" = get ] || exit 1
+read -r server
+echo "$server" >> "{log}"
+if [ "$server" = "{host}" ]; then
+  printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{secret}"}}\\n' "$server"
+else
+  echo "credentials not found in native keychain"; exit 1
+fi
+"""
+
+
+def credential_helper(folder: Path, name: str, host: str, user: str, secret: str) -> Path:
+    """A `docker-credential-NAME` program in `folder`; returns the log of servers asked."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{name}.log"
+    helper = folder / f"docker-credential-{name}"
+    helper.write_text(HELPER.format(log=log, host=host, user=user, secret=secret))
+    helper.chmod(0o755)
+    return log
+
+
+def test_credentials_from_cred_helpers_and_creds_store(
+    tmp_path: Path, docker_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "htpasswd").write_text(HTPASSWD)
+    auth = {"htpasswd": {"realm": "wf", "path": str(tmp_path / "htpasswd")}}
+    with registry_server.start(tmp_path / "reg", auth=auth) as srv:
+        bin_dir = tmp_path / "bin"
+        good = credential_helper(bin_dir, "wfgood", srv.host, USER, PASSWORD)
+        wrong = credential_helper(bin_dir, "wfwrong", srv.host, USER, "wr0ng-Pa55word")
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        stale = base64.b64encode(f"{USER}:stale".encode()).decode()
+
+        # credHelpers[host] wins over credsStore and over a stale auths entry.
+        docker_config.write_text(json.dumps({
+            "credHelpers": {srv.host: "wfgood"}, "credsStore": "wfwrong",
+            "auths": {srv.host: {"auth": stale}}}))
+        reg = Registry(srv.host, sleep=no_sleep)
+        digest = push_image(reg, "demo/helper", "v1", b"via helper")
+        assert reg.resolve("demo/helper", "v1") == digest
+        assert good.read_text().split() == [srv.host]
+        assert not wrong.exists()
+
+        # credsStore serves every registry without a credHelpers entry; auths is not read.
+        docker_config.write_text(json.dumps({"credsStore": "wfgood",
+                                             "auths": {srv.host: {"auth": stale}}}))
+        assert Registry(srv.host, sleep=no_sleep).tags("demo/helper") == ["v1"]
+
+        # A helper that has nothing for this host: anonymous, and the 401 says so.
+        docker_config.write_text(json.dumps({"credHelpers": {"127.0.0.1:1": "wfgood",
+                                                             srv.host: "wfgood"}}))
+        other = Registry("127.0.0.1:1", sleep=no_sleep)
+        assert repr(other) == "Registry('127.0.0.1:1', scheme='http', anonymous)"
+
+        docker_config.write_text(json.dumps({"credsStore": "wfwrong"}))
+        with pytest.raises(RegistryError) as info:
+            Registry(srv.host, sleep=no_sleep).tags("demo/helper")
+    assert "credentials were rejected" in str(info.value)
+    assert "wr0ng" not in str(info.value)
+
+
+def test_a_missing_or_broken_helper_is_one_clear_line(
+    tmp_path: Path, docker_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker_config.write_text(json.dumps({"credHelpers": {"127.0.0.1:1": "wf-absent"}}))
+    with pytest.raises(UserError, match=r"names the credential helper 'wf-absent' for "
+                       r"127\.0\.0\.1:1, but docker-credential-wf-absent is not on PATH"):
+        Registry("127.0.0.1:1")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    broken = bin_dir / "docker-credential-wfbroken"
+    broken.write_text("#!/bin/sh\necho 'secret-ish output'; exit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    docker_config.write_text(json.dumps({"credsStore": "wfbroken"}))
+    with pytest.raises(UserError) as info:
+        Registry("127.0.0.1:1")
+    assert str(info.value) == ("docker-credential-wfbroken get failed for 127.0.0.1:1 (exit 3); "
+                               "run `docker-credential-wfbroken get` by hand, or `docker login "
+                               "127.0.0.1:1` again")
+
+
+def test_a_registry_that_does_not_delete_says_so(tmp_path: Path) -> None:
+    from wheelforge.registry import DeleteUnsupported
+
+    with registry_server.start(tmp_path / "reg", delete=False) as srv:
+        reg = Registry(srv.host, sleep=no_sleep)
+        digest = push_image(reg, "demo/nodelete", "v1", b"stays")
+        with pytest.raises(DeleteUnsupported) as info:
+            reg.delete("demo/nodelete", digest)
+        assert reg.resolve("demo/nodelete", "v1") == digest
+    assert str(info.value) == (f"registry {srv.host} does not delete manifests through the API "
+                               "(HTTP 405 UNSUPPORTED: The operation is unsupported.)")

@@ -172,3 +172,61 @@ def test_src_builds_a_component_from_a_local_checkout(demo_build, tmp_path):
 
     wheel = tmp_path / "wheels" / CELLS[0] / manifest["components"]["msgpack"]["wheels"][0]["file"]
     assert marker in zipfile.ZipFile(wheel).read("msgpack/__init__.py").decode()
+
+
+
+def build_only(recipes: Path, only: tuple[str, ...], tmp: Path) -> list:
+    """wheel_builds.build of CELLS[0] for `only` (what `invoke wheels --only` runs), with
+    its own exports folder: no lock on the checkout's .cache/exports is needed."""
+    from wheelforge import app, bake
+    from wheelforge import plan as planning
+    from wheelforge import wheels as wheel_builds
+
+    demo.make_repos()
+    p = planning.make_plan(planning.Inputs(recipes_dir=recipes, only=only), channel="stable",
+                           cells_glob=CELLS[0])
+    options = bake.Options(sources=ROOT / ".cache" / "sources", exports=tmp / "exports",
+                           ca_bundle=app.ca_bundle_path("auto"))
+    return wheel_builds.build(p, options, out_root=tmp / "wheels")
+
+
+def test_a_wheel_under_an_undeclared_name_fails_naming_it(tmp_path):
+    from wheelforge.errors import UserError
+
+    step = '  - python3 -m build --wheel --no-isolation --outdir "$OUT"\n'
+    recipes = copy_recipes(tmp_path / "recipes", {"pkgconfig.yaml": (step, step + (
+        '  - cp "$OUT"/pkgconfig-*.whl "$OUT"/pkgconfig_extra-1.5.5-py3-none-any.whl\n'))})
+    with pytest.raises(UserError) as caught:
+        build_only(recipes, ("pkgconfig",), tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("wheels: build failed: component=pkgconfig produced "
+                              "pkgconfig_extra-1.5.5-py3-none-any.whl, whose distribution "
+                              "'pkgconfig_extra' is not in outputs.wheels (pkgconfig)"), message
+    assert not (tmp_path / "wheels" / CELLS[0]).exists()
+
+
+def test_a_runtime_dependency_that_is_a_second_copy_fails_naming_both(tmp_path):
+    """A component builds module `numpy` as `numpy-fork`; msgpack-numpy's requirement
+    `numpy` would bring a second copy from the index: an error, not a silent install."""
+    from wheelforge.errors import UserError
+
+    fork = tmp_path / "numpy-fork"
+    (fork / "numpy").mkdir(parents=True)
+    (fork / "numpy" / "__init__.py").write_text("")
+    (fork / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "numpy-fork"\nversion = "1.0"\n[tool.setuptools]\n'
+        'packages = ["numpy"]\n')
+    recipes = copy_recipes(tmp_path / "recipes")
+    (recipes / "numpy-fork.yaml").write_text(
+        "name: numpy-fork\nsource:\n  path: numpy-fork\nsteps:\n"
+        '  - python3 -m build --wheel --no-isolation --outdir "$OUT"   # the builder\'s own '
+        "setuptools, wheel and build\noutputs:\n  wheels: [numpy-fork]\n")
+    with pytest.raises(UserError) as caught:
+        build_only(recipes, ("msgpack-numpy", "numpy-fork"), tmp_path)
+    message = str(caught.value)
+    assert "component=runtime-deps numpy-" in message, message
+    assert ("would install 'numpy', which numpy_fork-1.0-py3-none-any.whl of this set already "
+            "installs: a second copy under another name") in message, message
+    assert not (tmp_path / "wheels" / CELLS[0]).exists()

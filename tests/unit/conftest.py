@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from wheelforge import plan as planning
+from wheelforge import settings
 
-ROOT = planning.ROOT
+ROOT = settings.ROOT
 PIN_A = "a" * 40
 PIN_B = "b" * 40
 PIN_C = "c" * 40

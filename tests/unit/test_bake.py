@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.unit.conftest import PIN_A, PIN_B, SHA256, git_recipe, make_plan, write_set
+from tests.unit.conftest import PIN_A, PIN_B, ROOT, SHA256, git_recipe, make_plan, write_set
 from wheelforge import bake
 from wheelforge import plan as planning
 from wheelforge.errors import UserError
@@ -47,12 +46,6 @@ def options(tmp_path: Path) -> bake.Options:
     return bake.Options(sources=tmp_path / "sources", exports=tmp_path / "exports")
 
 
-@pytest.fixture(autouse=True)
-def host(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fixed host: 16 cores, 8 GiB of memory."""
-    monkeypatch.setattr(bake, "host_resources", lambda: (16, 8.0))
-
-
 def targets_by_component(plan: planning.Plan, definition: dict) -> dict[str, dict]:
     return {plan.builds[t].component: spec for t, spec in definition["target"].items()}
 
@@ -66,7 +59,7 @@ def test_one_target_per_build(plan: planning.Plan, options: bake.Options):
     for target in definition["target"].values():
         assert target["dockerfile"] == "docker/Dockerfile.wheels"
         assert target["target"] == "export"
-        assert target["context"] == str(planning.ROOT)
+        assert target["context"] == str(ROOT)
     json.dumps(definition)  # bake reads it as JSON
 
 
@@ -126,32 +119,27 @@ def test_escape():
     assert bake.escape("a ${B} $C %{d} $${e}") == "a $${B} $C %%{d} $$${e}"
 
 
-# --- MAX_JOBS ---------------------------------------------------------------------------------
+# --- MAX_JOBS: computed on the builder, kept out of every cache key ---------------------------
 
-def test_max_jobs_from_host_and_recipe(plan: planning.Plan, options: bake.Options):
-    by = targets_by_component(plan, bake.definition(plan, options))
-    assert by["llvm"]["args"]["MAX_JOBS"] == "1"  # 8 GiB * 0.9 / 4 GiB per job
-    assert by["fly"]["args"]["MAX_JOBS"] == "14"  # 8 * 0.9 / 0.5, under 16 cores
-    assert by["app"]["args"]["MAX_JOBS"] == "7"  # default 1 GiB per job
-
-
-def test_max_jobs_override_wins(plan: planning.Plan, tmp_path: Path):
-    options = bake.Options(sources=tmp_path, exports=tmp_path, max_jobs=3)
-    definition = bake.definition(plan, options)
-    assert {t["args"]["MAX_JOBS"] for t in definition["target"].values()} == {"3"}
+def test_max_jobs_is_no_build_arg(plan: planning.Plan, options: bake.Options):
+    for target in bake.definition(plan, options)["target"].values():
+        assert "MAX_JOBS" not in target["args"]
+        assert target["secret"][-1] == f"id=build-jobs,env={bake.JOBS_SECRET_ENV}"
 
 
-@pytest.mark.parametrize(("override", "cores", "mem_gb", "per_job", "jobs"), [
-    (None, 16, 8.0, 4, 1),  # memory-bound
-    (None, 4, 64.0, 1, 4),  # core-bound
-    (None, 16, 1.0, 4, 1),  # never below one
-    (None, 64, 100.0, 2, 45),
-    (5, 1, 1.0, 4, 5),  # the user's choice wins
-])
-def test_max_jobs(plan: planning.Plan, override, cores, mem_gb, per_job, jobs):
-    build = next(b for b in plan.builds.values() if b.component == "app")
-    build = dataclasses.replace(build, mem_per_job_gb=per_job)
-    assert bake.max_jobs(build, override=override, cores=cores, mem_gb=mem_gb) == jobs
+def test_the_client_cannot_change_the_definition(plan: planning.Plan, tmp_path: Path):
+    """--max-jobs and the plan's width reach the builder as a secret only."""
+    one = bake.Options(sources=tmp_path, exports=tmp_path, max_jobs=1)
+    many = bake.Options(sources=tmp_path, exports=tmp_path, max_jobs=64)
+    assert bake.definition(plan, one) == bake.definition(plan, many)
+    assert json.loads(bake.jobs_secret(plan, many)[bake.JOBS_SECRET_ENV])["max_jobs"] == 64
+
+
+def test_concurrency_is_the_widest_level(plan: planning.Plan, options: bake.Options):
+    # llvm, torch, msg have no dependencies (level 0); fly (1); app (2)
+    assert bake.concurrency(plan) == 3
+    secret = json.loads(bake.jobs_secret(plan, options)[bake.JOBS_SECRET_ENV])
+    assert secret == {"max_jobs": None, "concurrent": 3}
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -166,14 +154,16 @@ def test_secrets_are_references_only(plan: planning.Plan, tmp_path: Path,
     definition = bake.definition(plan, options)
     for target in definition["target"].values():
         assert target["secret"] == [f"id=ca-bundle,src={ca}",
-                                    "id=pip-index-url,env=WHEELFORGE_PIP_INDEX_URL"]
+                                    "id=pip-index-url,env=WHEELFORGE_PIP_INDEX_URL",
+                                    f"id=build-jobs,env={bake.JOBS_SECRET_ENV}"]
     text = json.dumps(definition)
     assert "THE-CA-BUNDLE-CONTENT" not in text
     assert "s3cr3t-token" not in text
 
 
-def test_no_secrets_no_secret_key(plan: planning.Plan, options: bake.Options):
-    assert all("secret" not in t for t in bake.definition(plan, options)["target"].values())
+def test_no_secrets_only_the_build_jobs_secret(plan: planning.Plan, options: bake.Options):
+    for target in bake.definition(plan, options)["target"].values():
+        assert target["secret"] == [f"id=build-jobs,env={bake.JOBS_SECRET_ENV}"]
 
 
 # --- cache ------------------------------------------------------------------------------------
@@ -199,12 +189,45 @@ def test_cache_ref_refuses(spec: str):
                                  f"type=local,dest=...|src=...")
 
 
-def test_cache_per_component(plan: planning.Plan, tmp_path: Path):
+def test_cache_per_key_exact_and_per_cell_fallback(plan: planning.Plan, tmp_path: Path):
     options = bake.Options(sources=tmp_path, exports=tmp_path,
                            cache_from=("type=registry,ref=reg.example.invalid/cache",),
                            cache_to=("type=local,dest=/c",))
     by = targets_by_component(plan, bake.definition(plan, options))
-    assert by["fly"]["cache-from"] == ["type=registry,ref=reg.example.invalid/cache:"
-                                       "fly-3.12-gfx942"]
-    assert by["fly"]["cache-to"] == ["type=local,dest=/c/fly-3.12-gfx942"]
-    assert by["app"]["cache-to"] == ["type=local,dest=/c/app-3.12"]  # not arch-dependent itself
+    fly = next(b for b in plan.builds.values() if b.component == "fly")
+    fallback = f"fly--{plan.cells[0].id}"
+    assert by["fly"]["cache-from"][:2] == [  # its own two first; its dependencies' after
+        f"type=registry,ref=reg.example.invalid/cache:{fly.target}",
+        f"type=registry,ref=reg.example.invalid/cache:{fallback}"]
+    assert by["fly"]["cache-to"] == [f"type=local,dest=/c/{fly.target}",
+                                     f"type=local,dest=/c/{fallback}"]
+
+
+def test_cache_registry_option(plan: planning.Plan, tmp_path: Path):
+    options = bake.with_cache_registry(bake.Options(sources=tmp_path, exports=tmp_path),
+                                       "127.0.0.1:5000/team/cache")
+    by = targets_by_component(plan, bake.definition(plan, options))
+    app = next(b for b in plan.builds.values() if b.component == "app")
+    assert by["app"]["cache-from"][0] == f"type=registry,ref=127.0.0.1:5000/team/cache:{app.target}"
+    assert by["app"]["cache-to"][0] == (f"type=registry,ref=127.0.0.1:5000/team/cache:"
+                                        f"{app.target},mode=max")
+    assert len(by["app"]["cache-to"]) == 2
+
+
+@pytest.mark.parametrize("repo", ["127.0.0.1:5000/cache:latest", "cache", "reg/Cache",
+                                  "reg/cache@sha256:00"])
+def test_cache_registry_refuses_a_tag_or_a_bare_name(repo: str, tmp_path: Path):
+    with pytest.raises(UserError) as caught:
+        bake.with_cache_registry(bake.Options(sources=tmp_path, exports=tmp_path), repo)
+    assert str(caught.value).startswith(f"--cache-registry {repo!r}: give a registry repository")
+
+
+def test_variants_never_share_a_cache_tag(tmp_path: Path):
+    """Two variants that change a component's env: different keys, different tags (both)."""
+    data = recipes()
+    data["fly"]["env"] = {"ARCH": "{archs}", "CK": "{enable_ck}"}
+    p = make_plan(write_set(tmp_path / "recipes", data), cells="*gfx942-*")
+    flies = [b for b in p.builds.values() if b.component == "fly"]
+    assert len(flies) == 2
+    tags = [set(bake.cache_tags(b)) for b in flies]
+    assert not tags[0] & tags[1]

@@ -69,8 +69,12 @@ def test_production_cell_values(production: Matrix):
 
 def test_demo_cells(demo: Matrix):
     assert ids(demo.cells("stable")) == ["stable-bookworm-py3.11-x86-64-v2-default",
-                                         "stable-bookworm-py3.11-x86-64-v3-default"]
+                                         "stable-bookworm-py3.11-x86-64-v3-default",
+                                         "stable-rocm6.4-sid-py3.14-gfx942-default",
+                                         "stable-rocm6.4-sid-py3.14-gfx950-default",
+                                         "stable-rocm6.4-sid-py3.14-gfx942-gfx950-default"]
     assert demo.cells("stable")[1].var()["archs"] == "x86-64-v3"
+    assert demo.cells("stable")[4].var()["archs"] == "gfx942;gfx950"
     assert demo.cells("stable")[0].runner == ()
 
 
@@ -83,7 +87,6 @@ def test_cell_ids_are_unique(production: Matrix):
 
 @pytest.mark.parametrize(("patterns", "channel", "expected"), [
     (None, "stable", PRODUCTION_STABLE),
-    ("", "stable", PRODUCTION_STABLE),
     ("*gfx942-ckfree", "stable", ["stable-rocm7.2-py3.12-gfx942-ckfree"]),
     ("*gfx942-ckfree", None, ["stable-rocm7.2-py3.12-gfx942-ckfree",
                               "nightly-rocm7.2-py3.12-gfx942-ckfree"]),

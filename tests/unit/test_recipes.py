@@ -22,6 +22,8 @@ from wheelforge.recipes import GitSource, IndexSource, SdistSource, template_var
 BAD = Path(__file__).parent / "bad_recipes"
 BAD_DISPLAY = BAD.relative_to(ROOT).as_posix()
 
+GIT_URL_HINT = (" (https, http, ssh, git or file URLs, or user@host:path; no part may start "
+                "with '-')")
 CORPUS = [
     ("bad_component_name",
      "My_App.yaml:1: name: 'My_App' is not a valid component name (lowercase letters, "
@@ -32,7 +34,8 @@ CORPUS = [
     ("bad_placeholder_unbalanced",
      "app.yaml:6: env.GPU_ARCHS: bad placeholder syntax (expected '}' before end of "
      "string); placeholders are {name} (write {{ and }} for literal braces)"),
-    ("bad_url", "app.yaml:3: source.git: 'ftp://example.invalid/app.git' is not a valid git URL"),
+    ("bad_url", "app.yaml:3: source.git: 'ftp://example.invalid/app.git' is not a valid git URL"
+                f"{GIT_URL_HINT}"),
     ("boolean_not_true_false", "app.yaml:9: outputs.prefix: must be true or false"),
     ("branch_metachars",
      "app.yaml:5: source.branch: 'main;rm -rf /' is not a valid branch name (contains ' ' "
@@ -117,6 +120,74 @@ CORPUS = [
 ]
 
 
+# Hostile inputs: values ending in a newline (re.match with `$` once let them through),
+# control characters, reserved variables, option-looking URLs, other git transports,
+# duplicate cell ids, unbounded nesting and numbers.
+NEWLINE = "contains the control character '\\n' (a value is one line); remove it"
+HOSTILE = [
+    ("apt_trailing_newline", f"app.yaml:5: apt[0]: {NEWLINE}"),
+    ("branch_trailing_newline", f"app.yaml:4: source.branch: {NEWLINE}"),
+    ("deep_nesting", "app.yaml:6: nested more than 32 levels deep; flatten it"),
+    ("depends_trailing_newline", f"app.yaml:5: depends[0]: {NEWLINE}"),
+    ("env_key_trailing_newline",
+     "app.yaml:6: env.CFLAGS : environment names are UPPER_CASE letters, digits and _"),
+    ("env_reserved_out",
+     "app.yaml:6: env.OUT: $OUT is set by the build itself (see docs/recipes.md); use another "
+     "name"),
+    ("env_reserved_pip_find_links",
+     "app.yaml:6: env.PIP_FIND_LINKS: $PIP_FIND_LINKS is set by the build itself (see "
+     "docs/recipes.md); use another name"),
+    ("env_value_escape",
+     "app.yaml:6: env.CFLAGS: contains the control character '\\x1b' (a value is one line); "
+     "remove it"),
+    ("env_value_newline", f"app.yaml:6: env.CFLAGS: {NEWLINE}"),
+    ("git_url_ext_transport",
+     f"app.yaml:3: source.git: 'ext::sh -c touch% /tmp/pwned' is not a valid git URL"
+     f"{GIT_URL_HINT}"),
+    ("git_url_leading_dash",
+     f"app.yaml:3: source.git: '-uevil@example.invalid:app.git' is not a valid git URL"
+     f"{GIT_URL_HINT}"),
+    ("git_url_option_host",
+     f"app.yaml:3: source.git: 'ssh://-oProxyCommand=touch%20x/app.git' is not a valid git "
+     f"URL{GIT_URL_HINT}"),
+    ("git_url_trailing_newline", f"app.yaml:3: source.git: {NEWLINE}"),
+    ("huge_integer",
+     "app.yaml:6: a number of 400 characters (at most 64); quote it if it is text"),
+    ("matrix_arch_trailing_newline", f"matrix.yaml:7: known_archs[1]: {NEWLINE}"),
+    ("matrix_duplicate_cell_id",
+     "matrix.yaml:11: archs.gfx942-ck: stack 'base' x arch set 'gfx942' x variant 'ck-free' "
+     "and stack 'base' x arch set 'gfx942-ck' x variant 'free' make the same cell id "
+     "'<channel>-base-py3.12-gfx942-ck-free'; rename an arch set, variant or stack"),
+    ("matrix_image_dotdot",
+     "matrix.yaml:4: stacks.base.build_image: 'example.invalid/../build:1' is not a valid "
+     "image (empty or '..' path part); write host/name:tag or name@sha256:digest"),
+    ("matrix_python_trailing_newline", f"matrix.yaml:6: python[0]: {NEWLINE}"),
+    ("matrix_repository_dotdot",
+     "matrix.yaml:18: repository: invalid repository name 'example.invalid/../runtime': use "
+     "lowercase path components of [a-z0-9] joined by '.', '_', '__' or '-' and separated "
+     "by '/' (e.g. 'wheelforge/rocm')"),
+    ("matrix_rewrite_dash",
+     "matrix.yaml:19: git_rewrites[0]: 'file:///srv/mirror/=-uhttps://example.invalid/': "
+     "ORIGINAL '-uhttps://example.invalid/' is not an https, http, ssh, git or file URL "
+     "(other transports are refused, no part may start with '-'); fix it"),
+    ("matrix_rewrite_ext",
+     "matrix.yaml:19: git_rewrites[0]: 'ext::sh -c evil=https://example.invalid/': MIRROR "
+     "'ext::sh -c evil' is not an https, http, ssh, git or file URL (other transports are "
+     "refused, no part may start with '-'); fix it"),
+    ("matrix_variant_var_newline", f"matrix.yaml:13: variants.ckfree.vars.enable_ck: {NEWLINE}"),
+    ("path_source_newline", f"app.yaml:3: source.path: {NEWLINE}"),
+    ("pin_trailing_newline", f"app.yaml:4: source.pin: {NEWLINE}"),
+    ("scp_host_option",
+     f"app.yaml:3: source.git: 'git@-oProxyCommand=x:app.git' is not a valid git URL"
+     f"{GIT_URL_HINT}"),
+    ("step_escape_sequence",
+     "app.yaml:6: steps[0]: contains the control character '\\x1b'; only newlines and tabs "
+     "may appear here, remove it"),
+    ("wheel_name_trailing_newline", f"app.yaml:8: outputs.wheels[0]: {NEWLINE}"),
+]
+CORPUS += HOSTILE
+
+
 def plan_stable(directory: Path) -> planning.Plan:
     return planning.make_plan(planning.Inputs(recipes_dir=directory), channel="stable",
                               cells_glob=None)
@@ -130,12 +201,17 @@ def expected_message(case: str, message: str) -> str:
 
 def test_production_recipes_load():
     matrix, recipes = planning.load(planning.Inputs())
-    assert sorted(recipes) == ["aiter", "atom", "flydsl", "llvm-mlir", "mori", "torch", "triton"]
+    assert sorted(recipes) == ["aiter", "atom", "flydsl", "llvm-mlir", "mori", "torch", "triton",
+                               "zmq"]
     assert matrix.file == "recipes/matrix.yaml"
     assert recipes["aiter"].file == "recipes/aiter.yaml"
     assert recipes["aiter"].depends == ("torch", "triton", "flydsl")
-    assert recipes["aiter"].variables == {"enable_ck", "archs", "archs_comma"}
+    assert recipes["aiter"].variables == {"enable_ck", "archs"}
+    assert recipes["aiter"].wheels == ("amd-aiter",)
+    assert recipes["mori"].wheels == ("amd_mori",)
+    assert recipes["mori"].runtime_apt
     assert isinstance(recipes["torch"].source, IndexSource)
+    assert recipes["triton"].source.packages == ("triton-rocm==3.6.0",)
     llvm = recipes["llvm-mlir"]
     assert (llvm.prefix, llvm.wheels, llvm.runtime) == (True, (), False)
     for recipe in recipes.values():
@@ -154,7 +230,9 @@ def test_production_alternative_torch_recipe_loads():
 
 def test_demo_recipes_load():
     matrix, recipes = planning.load(planning.Inputs(recipes_dir=ROOT / "demo" / "recipes"))
-    assert sorted(recipes) == ["liblz4", "lz4", "msgpack", "msgpack-numpy", "pkgconfig"]
+    assert sorted(recipes) == ["hipblend", "hipsaxpy", "liblz4", "lz4", "msgpack",
+                               "msgpack-numpy", "pkgconfig"]
+    assert recipes["hipblend"].depends == ("hipsaxpy",)
     assert isinstance(recipes["msgpack"].source, SdistSource)
     assert recipes["lz4"].depends == ("liblz4", "pkgconfig")
     assert matrix.git_rewrites == ("file://{root}/.cache/demo-git/=https://demo.wheelforge.invalid/",)

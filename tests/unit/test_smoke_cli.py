@@ -80,18 +80,51 @@ def test_without_gpu_all_gpu_checks_skip_and_exit_0(
     code, out, _ = run_cli(["--report", str(report_file)], capsys, device=DEVICE_WITHOUT_GPU)
     assert code == 0, out
     data = json.loads(report_file.read_text())
-    assert set(data) == {"schema", "host", "image_digest", "checks", "passed"}
+    assert set(data) == {"schema", "host", "image_digest", "checks", "passed", "gpu_checks"}
     assert data["schema"] == 1 and data["passed"] is True
+    assert data["gpu_checks"] == 0  # no GPU: nothing here is evidence for promotion
     assert data["image_digest"] == "sha256:" + "ab" * 32
     assert {"python", "torch", "hip", "cuda", "gpus"} <= set(data["host"])
     checks = {c["name"]: c for c in data["checks"]}
     assert list(checks) == [c.name for c in cli.CHECKS]
     for check in checks.values():
-        assert set(check) == {"name", "status", "reason", "seconds", "metrics"}
+        assert set(check) == {"name", "status", "reason", "seconds", "metrics", "gpu"}
         assert isinstance(check["seconds"], float) and isinstance(check["metrics"], dict)
+        assert check["gpu"] is False
     for name in ("device", *GPU_CHECKS):
         assert (checks[name]["status"], checks[name]["reason"]) == ("skip", "no GPU visible")
     assert [p.name for p in report_file.parent.iterdir()] == ["report.json"]  # no temp left
+
+
+def ran(name: str) -> Any:
+    """A check function that passes without touching a device (the suite's device is faked)."""
+    return lambda ctx: report.passed(f"{name} ran on {ctx.device}")
+
+
+@pytest.mark.usefixtures("no_default_manifest")
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_only_gpu_checks_that_ran_on_a_gpu_are_marked(
+        device: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report marks a check as run on a GPU from its declaration (Check.gpu), the
+    suite's device and its status; gpu_checks counts exactly those."""
+    monkeypatch.setattr(cli, "detect_device", lambda requested: (device, ""))
+    report_file = tmp_path / "report.json"
+    code, out, _ = run_cli(
+        ["--only", "device,gemm,copy,manifest,flydsl", "--report", str(report_file)], capsys,
+        device=ran("device"), gemm=lambda ctx: report.failed("wrong numbers"),
+        copy=lambda ctx: report.skipped("needs 2 GPUs"), manifest=ran("manifest"),
+        flydsl=ran("flydsl"))
+    assert code == 1, out
+    data = json.loads(report_file.read_text())
+    marked = {c["name"]: c["gpu"] for c in data["checks"]}
+    on_gpu = device == "cuda"
+    assert marked == {"device": on_gpu, "gemm": on_gpu, "copy": False, "manifest": False,
+                      "flydsl": False}
+    assert data["gpu_checks"] == (2 if on_gpu else 0)
+    assert report.gpu_check_names(data) == (["device", "gemm"] if on_gpu else [])
+    assert {c.name for c in cli.CHECKS if c.gpu} == {
+        "device", "gemm", "copy", "triton", "aiter", "model", "real_model", "allreduce"}
 
 
 @pytest.mark.usefixtures("no_default_manifest")

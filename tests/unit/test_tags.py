@@ -10,9 +10,11 @@ from wheelforge.errors import UserError
 from wheelforge.tags import (
     ImageRef,
     dated_tag,
+    dated_tags,
     deletable_digests,
     expired,
     floating_tags,
+    next_dated_tag,
     parse_dated,
     sha_tag,
     validate_tag,
@@ -36,7 +38,7 @@ D2 = datetime.date(2026, 3, 2)
 )
 def test_dated_tag(cell: str, day: datetime.date, tag: str) -> None:
     assert dated_tag(cell, day) == tag
-    assert parse_dated(tag, cell) == day
+    assert parse_dated(tag, cell) == (day, 0)
 
 
 def test_sha_tag_uses_seven_lowercase_hex_digits() -> None:
@@ -91,6 +93,24 @@ def test_parse_dated_ignores_other_cells_and_non_dates() -> None:
     assert parse_dated(f"{GFX942}-20261301", GFX942) is None  # month 13
     assert parse_dated("nightly-gfx942", GFX942) is None
     assert parse_dated(f"sha-0123456-{GFX942}", GFX942) is None
+    for suffix in (".0", ".01", ".", ".x", ".1.2", "-1"):  # never written by dated_tag
+        assert parse_dated(f"{GFX942}-20260301{suffix}", GFX942) is None, suffix
+
+
+def test_the_same_days_next_images_get_a_suffix() -> None:
+    assert dated_tag(CPU, D1, 3) == f"{CPU}-20260301.3"
+    assert parse_dated(f"{CPU}-20260301.3", CPU) == (D1, 3)
+    assert parse_dated(f"{CPU}-20260301.12", CPU) == (D1, 12)
+    with pytest.raises(UserError, match="invalid sequence -1"):
+        dated_tag(CPU, D1, -1)
+    # .10 sorts after .9 (by number, not by text), and the day comes first
+    tags = [dated_tag(CPU, D1, n) for n in (10, 0, 9)] + [dated_tag(CPU, D2)]
+    assert [t for _, _, t in dated_tags(tags, CPU)] == [
+        f"{CPU}-20260301", f"{CPU}-20260301.9", f"{CPU}-20260301.10", f"{CPU}-20260302"]
+    assert next_dated_tag(tags, CPU, D1) == f"{CPU}-20260301.11"
+    assert next_dated_tag(tags, CPU, D2) == f"{CPU}-20260302.1"
+    assert next_dated_tag(tags, GFX942, D1) == f"{GFX942}-20260301"
+    assert expired(tags, CPU, keep=2) == [f"{CPU}-20260301", f"{CPU}-20260301.9"]
 
 
 def test_expired_two_days_keep_one() -> None:

@@ -84,9 +84,12 @@ def test_publish_runs_after_smoke_in_the_same_job() -> None:
     assert wheels < image < smoke < publish
     assert "--require-gpu" in build[smoke]["run"]
     assert "--smoke-report smoke-report.json" in build[publish]["run"]
-    assert "--cache-to" in build[wheels]["run"] and "mode=max" in build[wheels]["run"]
-    uploads = [i for i, s in enumerate(build) if "upload-artifact" in str(s.get("uses", ""))]
-    assert uploads and smoke < uploads[0] < publish
+    # per-key registry cache tags (read and written with mode=max: wheelforge/bake.py)
+    assert '--cache-registry "$CACHE_REPO"' in build[wheels]["run"]
+    uploads = {s["with"]["path"]: i for i, s in enumerate(build)
+               if "upload-artifact" in str(s.get("uses", ""))}
+    assert smoke < uploads["smoke-report.json"] < publish
+    assert wheels < uploads["wheels/timeline.html"] < image
 
 
 def test_registry_credentials_come_only_from_secrets() -> None:

@@ -33,6 +33,7 @@ from .context import Context, detect_device, host_info, image_digest
 from .inputs import UsageError
 from .report import (
     FAIL,
+    GPU_DEVICE,
     SKIP,
     CheckResult,
     Outcome,
@@ -52,24 +53,29 @@ class Check:
     run: CheckFn
     summary: str
     perf: bool = False
+    # It runs on the suite's device: when that is a GPU and the check does not skip, the
+    # report marks it as run on a GPU (the evidence that promotes an image).
+    gpu: bool = False
 
 
 CHECKS: tuple[Check, ...] = (
-    Check("device", check_device, "GPUs visible; on ROCm every GPU's gfx arch is expected"),
+    Check("device", check_device, "GPUs visible; on ROCm every GPU's gfx arch is expected",
+          gpu=True),
     Check("gemm", check_gemm, "bf16 GEMM vs float64 CPU; TFLOP/s at Llama-3.1-8B shapes",
-          perf=True),
-    Check("copy", check_copy, "device-to-device copy exact; GB/s", perf=True),
-    Check("triton", check_triton, "Triton vector add and row softmax vs torch"),
+          perf=True, gpu=True),
+    Check("copy", check_copy, "device-to-device copy exact; GB/s", perf=True, gpu=True),
+    Check("triton", check_triton, "Triton vector add and row softmax vs torch", gpu=True),
     Check("manifest", check_manifest, "manifest modules import; wheels at manifest versions"),
-    Check("aiter", check_aiter, "AITER Triton rmsnorm (bf16) vs torch"),
+    Check("aiter", check_aiter, "AITER Triton rmsnorm (bf16) vs torch", gpu=True),
     Check("flydsl", check_flydsl, "FlyDSL imports; version"),
     Check("mori", check_mori, "MORI imports; version"),
     Check("atom", check_atom, "ATOM imports; version"),
     Check("model", check_model, "tiny transformer: device greedy tokens = CPU float32; tok/s",
-          perf=True),
+          perf=True, gpu=True),
     Check("real_model", check_real_model, "--model: greedy completions (vs --golden); tok/s",
-          perf=True),
-    Check("allreduce", check_allreduce, "all-reduce across all GPUs exact; bus GB/s"),
+          perf=True, gpu=True),
+    Check("allreduce", check_allreduce, "all-reduce across all GPUs exact; bus GB/s",
+          gpu=True),
 )
 
 
@@ -156,8 +162,9 @@ def run_check(check: Check, ctx: Context) -> CheckResult:
         outcome = Outcome(FAIL, f"{type(exc).__name__}: {exc}")
     seconds = time.perf_counter() - began
     _release_gpu_memory(ctx)
+    on_gpu = check.gpu and ctx.device == GPU_DEVICE and outcome.status != SKIP
     return CheckResult(check.name, outcome.status, one_line(outcome.reason), seconds,
-                       dict(outcome.metrics), outcome.headline)
+                       dict(outcome.metrics), outcome.headline, gpu=on_gpu)
 
 
 def _release_gpu_memory(ctx: Context) -> None:

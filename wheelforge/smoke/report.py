@@ -20,6 +20,10 @@ PASS = "pass"
 FAIL = "fail"
 SKIP = "skip"
 
+# The suite's device when it found a GPU: torch.cuda, which is HIP on ROCm. A check declared
+# to run on the suite's device (cli.Check.gpu) that did not skip there ran on a GPU.
+GPU_DEVICE = "cuda"
+
 # A metric is a performance metric (compared between two reports) when its name
 # ends with one of these units.
 PERF_SUFFIXES = ("_tflops", "_gbps", "_tokens_per_s", "_of_peak")
@@ -63,6 +67,7 @@ class CheckResult:
     seconds: float
     metrics: Mapping[str, Any] = field(default_factory=dict)
     headline: tuple[str, ...] = ()
+    gpu: bool = False  # it ran (passed or failed) on a GPU
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +76,7 @@ class CheckResult:
             "reason": self.reason,
             "seconds": round(self.seconds, 3),
             "metrics": dict(self.metrics),
+            "gpu": self.gpu,
         }
 
 
@@ -82,14 +88,25 @@ def one_line(text: str, limit: int = 400) -> str:
 
 def build_report(host: Mapping[str, Any], results: Sequence[CheckResult],
                  image_digest: str | None) -> dict[str, Any]:
-    """The JSON report (schema 1)."""
+    """The JSON report (schema 1); ``gpu_checks`` counts the checks that ran on a GPU."""
     return {
         "schema": SCHEMA,
         "host": dict(host),
         "image_digest": image_digest,
         "checks": [r.to_json() for r in results],
         "passed": all(r.status != FAIL for r in results),
+        "gpu_checks": sum(r.gpu for r in results),
     }
+
+
+def gpu_check_names(report: Mapping[str, Any]) -> list[str]:
+    """The checks of a report that ran on a GPU: each check's own ``gpu`` flag, as the suite
+    wrote it (a report without the flags, e.g. of an older suite, has none; the summary
+    ``gpu_checks`` is not trusted on its own)."""
+    checks = report.get("checks")
+    return [str(c.get("name")) for c in (checks if isinstance(checks, list) else [])
+            if isinstance(c, Mapping) and c.get("gpu") is True
+            and c.get("status") in (PASS, FAIL)]
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:

@@ -1,8 +1,10 @@
 """A real loopback registry for tests and local runs, and a fault injector.
 
 ``start(root)`` runs Debian's ``docker-registry`` (CNCF distribution 2.8, installed by
-``ci/setup-host.sh``) on 127.0.0.1 with filesystem storage under ``root`` and deletion
-enabled, in its own process group, and waits (bounded) until ``/v2/`` answers.
+``ci/setup-host.sh``) on 127.0.0.1 with filesystem storage under ``root``, in its own
+process group, and waits (bounded) until ``/v2/`` answers. Deletion is enabled unless
+``delete=False``: then the registry answers every DELETE with 405 UNSUPPORTED, as
+registries that never delete through the API do.
 
 ``serve_errors(status=...)`` is not a registry: it is a loopback HTTP server that answers
 every request with one 5xx status, or accepts connections and never answers, so the
@@ -85,7 +87,11 @@ class RegistryServer(_StopOnExit):
 
 
 def write_config(
-    root: Path, port: int, *, auth: Mapping[str, Mapping[str, str]] | None = None
+    root: Path,
+    port: int,
+    *,
+    auth: Mapping[str, Mapping[str, str]] | None = None,
+    delete: bool = True,
 ) -> Path:
     """Write the registry's config.yml under ``root`` and return its path."""
     storage = root / "storage"
@@ -100,7 +106,7 @@ def write_config(
         "  filesystem:",
         f"    rootdirectory: {storage}",
         "  delete:",
-        "    enabled: true",
+        f"    enabled: {'true' if delete else 'false'}",
         "http:",
         f"  addr: 127.0.0.1:{port}",
         f"  secret: {secrets.token_hex(16)}",  # upload-state HMAC; random per run
@@ -120,12 +126,13 @@ def start(
     port: int | None = None,
     *,
     auth: Mapping[str, Mapping[str, str]] | None = None,
+    delete: bool = True,
     binary: str = BINARY,
 ) -> RegistryServer:
     """Start ``docker-registry serve`` on 127.0.0.1 and wait until ``/v2/`` answers.
 
     ``auth`` is the config's ``auth`` section, e.g. ``{"htpasswd": {"realm": "wf", "path":
-    "/tmp/htpasswd"}}`` for Basic auth (bcrypt lines) or ``{"token": {...}}`` for Bearer.
+    "htpasswd"}}`` for Basic auth (bcrypt lines) or ``{"token": {...}}`` for Bearer.
     """
     exe = shutil.which(binary)
     if exe is None:
@@ -135,7 +142,7 @@ def start(
         )
     root = Path(root).resolve()
     port = port or free_port()
-    config = write_config(root, port, auth=auth)
+    config = write_config(root, port, auth=auth, delete=delete)
     log = root / "registry.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -1,0 +1,200 @@
+"""Hostile input on the command line and on disk: one line, a non-zero exit, no hang.
+
+Corpora in hostile/: `--cells` selections, registry hosts, git rewrites. Recipe
+files that are not regular files are made here (a FIFO, a symlink loop, a device).
+Also the safety rules: git's file protocol only for configured file:// mirrors
+(submodules included), and one `invoke wheels` per checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.conftest import ROOT, git, git_recipe, make_repo, run_invoke, write_set
+from wheelforge import checkout_lock, gitrefs, tags
+from wheelforge import plan as planning
+from wheelforge.errors import UserError
+from wheelforge.matrix import glob_match
+
+HOSTILE = Path(__file__).parent / "hostile"
+CELLS = json.loads((HOSTILE / "cells.json").read_text())
+REGISTRIES = json.loads((HOSTILE / "registries.json").read_text())
+REWRITES = json.loads((HOSTILE / "rewrites.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def production():
+    return planning.load(planning.Inputs())[0]
+
+
+# --- --cells -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("pattern", "message"), CELLS, ids=range(len(CELLS)))
+def test_hostile_cell_selections(production, pattern: str, message: str):
+    with pytest.raises(UserError) as caught:
+        production.select(pattern, "stable")
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("pattern", "text", "expected"), [
+    ("*gfx942*", "stable-rocm7.2-py3.12-gfx942-ckfree", True),
+    ("stable-*-gfx9[45][02]-full", "stable-rocm7.2-py3.12-gfx950-full", True),
+    ("stable-*-gfx9[!4]*", "stable-rocm7.2-py3.12-gfx942-full", False),
+    ("?table-*", "stable-x", True),
+    ("[]]x", "]x", True),
+    ("[a-c]", "d", False),
+    ("*" * 200 + "x", "y" * 200, False),
+    ("**a**b", "xxaxxb", True),
+])
+def test_glob_match(pattern: str, text: str, expected: bool):
+    assert glob_match(pattern, text) is expected
+
+
+def test_invoke_plan_with_an_empty_selection_fails_in_one_line():
+    proc = run_invoke("plan", "--list", "--cells", ",")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"error: {CELLS[1][1]}"]
+    assert proc.stdout == ""
+
+
+# --- registry hosts and rewrites ---------------------------------------------------------------
+
+@pytest.mark.parametrize("host", REGISTRIES, ids=range(len(REGISTRIES)))
+def test_hostile_registry_hosts(host: str):
+    with pytest.raises(UserError) as caught:
+        tags.ImageRef(registry=host, repository="wheelforge/rocm", tag="latest")
+    assert str(caught.value) == (f"invalid registry host {host!r}: give host[:port] without a "
+                                 f"scheme, path, user or spaces, e.g. '127.0.0.1:5000'")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:5000", "localhost", "[::1]:5000", "ghcr.io",
+                                  "registry.example.invalid:443"])
+def test_registry_hosts_accepted(host: str):
+    assert tags.validate_registry(host) == host
+
+
+@pytest.mark.parametrize(("item", "part"), REWRITES, ids=range(len(REWRITES)))
+def test_hostile_rewrites(item: str, part: str):
+    with pytest.raises(UserError) as caught:
+        gitrefs.parse_rewrites([item])
+    assert str(caught.value) == (
+        f"--git-rewrite {item!r}: {part} is not an https, http, ssh, git or file URL (other "
+        f"transports are refused, no part may start with '-'); fix it")
+
+
+# --- recipe files that are not regular files ------------------------------------------------
+
+def plan_in_subprocess(directory: Path) -> subprocess.CompletedProcess:
+    """`invoke plan` on the set; a hang shows as TimeoutExpired, which fails the test."""
+    return subprocess.run([sys.executable, "-m", "invoke", "plan", "--list", "--recipes",
+                           str(directory)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (lambda p: os.mkfifo(p), "a FIFO, not a regular file; give a YAML file"),
+    (lambda p: p.symlink_to(p), "cannot read (a symlink loop); point the link at a file"),
+    (lambda p: p.symlink_to("/dev/zero"), "a device, not a regular file; give a YAML file"),
+    (lambda p: p.mkdir(), "a directory, not a regular file; give a YAML file"),
+    (lambda p: p.write_bytes(b"name: app\n" + b"#" * (2 << 20)),
+     f"{(2 << 20) + 10} bytes, more than the 1048576 a file here may have; this is not a "
+     f"recipe file"),
+])
+def test_recipe_file_that_is_not_a_regular_file(tmp_path: Path, make, problem: str):
+    directory = write_set(tmp_path / "recipes", {"app": git_recipe("app")})
+    make(directory / "evil.yaml")
+    proc = plan_in_subprocess(directory)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [f"error: {directory.parent.name}/recipes/evil.yaml: "
+                                        f"{problem}"] or proc.stderr.splitlines() == [
+        f"error: recipes/evil.yaml: {problem}"]
+
+
+# --- git: the file protocol for configured mirrors only ---------------------------------------
+
+@pytest.fixture
+def superproject(tmp_path: Path) -> tuple[Path, Path]:
+    """super.git with a submodule whose URL is https://example.invalid/sub.git."""
+    mirror = tmp_path / "git"
+    make_repo(mirror / "sub.git")
+    sup = mirror / "super.git"
+    make_repo(sup)
+    (sup / ".gitmodules").write_text(
+        '[submodule "sub"]\n\tpath = sub\n\turl = https://example.invalid/sub.git\n')
+    head = git("-C", str(mirror / "sub.git"), "rev-parse", "HEAD", cwd=tmp_path)
+    git("update-index", "--add", "--cacheinfo", f"160000,{head},sub", cwd=sup)
+    git("add", ".gitmodules", cwd=sup)
+    git("commit", "-q", "-m", "submodule", cwd=sup)
+    return mirror, sup
+
+
+def fetch_with_submodules(url: str, dest: Path, rules: gitrefs.Rewrites):
+    dest.mkdir()
+    for args in (["init", "-q"], ["remote", "add", "--", "origin", url],
+                 ["fetch", "-q", "origin", "main"], ["checkout", "-q", "FETCH_HEAD"]):
+        proc = gitrefs.run_git(args, rules=rules, cwd=str(dest))
+        assert proc.returncode == 0, proc.stderr
+    return gitrefs.run_git(["submodule", "update", "--init", "--recursive", "--depth", "1"],
+                           rules=rules, cwd=str(dest))
+
+
+def test_submodule_through_a_configured_file_mirror_is_fetched(superproject, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    mirror, _ = superproject
+    rules = gitrefs.parse_rewrites([f"file://{mirror}/=https://example.invalid/"])
+    proc = fetch_with_submodules("https://example.invalid/super.git", tmp_path / "w", rules)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "w" / "sub" / "README").read_text() == "first\n"
+
+
+def test_submodule_with_a_local_url_of_its_own_is_refused(superproject, tmp_path, monkeypatch):
+    """A .gitmodules naming a local path directly (CVE-2022-39253) gets git's default policy."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    mirror, sup = superproject
+    (sup / ".gitmodules").write_text(
+        f'[submodule "sub"]\n\tpath = sub\n\turl = file://{mirror}/sub.git\n')
+    git("add", ".gitmodules", cwd=sup)
+    git("commit", "-q", "-m", "local submodule url", cwd=sup)
+    rules = gitrefs.parse_rewrites([f"file://{mirror}/=https://example.invalid/"])
+    proc = fetch_with_submodules("https://example.invalid/super.git", tmp_path / "w", rules)
+    assert proc.returncode != 0
+    assert "transport 'file' not allowed" in proc.stderr
+
+
+def test_file_protocol_is_not_passed_by_default():
+    rules = gitrefs.parse_rewrites(["file:///m/=https://github.com/"])
+    assert "protocol.file.allow=always" not in gitrefs.git_config_args(rules)
+    assert gitrefs.file_mirror("https://github.com/a/b.git", rules)
+    assert not gitrefs.file_mirror("https://github.com/../../etc/x", rules)
+    assert not gitrefs.file_mirror("https://gitlab.com/a/b.git", rules)
+
+
+# --- one build per checkout --------------------------------------------------------------------
+
+def test_second_holder_of_the_checkout_lock_is_refused_naming_the_first(tmp_path: Path):
+    lock = tmp_path / ".cache" / "wheels.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+         "from wheelforge import checkout_lock\n"
+         f"with checkout_lock.held(Path({str(lock)!r})):\n"
+         "    print('held', flush=True)\n    sys.stdin.read()\n"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(UserError) as caught, checkout_lock.held(lock):
+            pass
+        assert str(caught.value) == (f"invoke wheels: another build is running in this "
+                                     f"checkout (pid {holder.pid}, holding {lock}); wait for "
+                                     f"it to finish, or stop it")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    with checkout_lock.held(lock):  # released when its holder exits
+        assert lock.read_text() == f"{os.getpid()}\n"

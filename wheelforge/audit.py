@@ -1,0 +1,396 @@
+"""GPU-target audit: which AMD GPU targets the GPU code in wheels carries, and what is missing.
+
+Wheels are read, never installed or run (gpucode.py reads the binaries). Each
+piece of GPU code is judged on its own:
+
+- every offload bundle (one per translation unit) inside a member, and
+- every kernel: standalone code objects kept in per-arch folders
+  (``hsa/gfx942/x.co``, ``hsa/gfx950/x.co``) count as ONE kernel, named by its path
+  with the arch folder shown as ``<arch>``.
+
+Against a cell's archs a bundle or kernel passes when each arch is covered by one
+of its targets (a generic target such as gfx9-4-generic covers gfx942 and gfx950;
+``gfx942:xnack-`` covers gfx942). A finding is one line:
+``wheel: member: bundle N: missing gfx950``.
+
+Only the standard library is needed, so a runtime image can run it as a script:
+``python3 -m wheelforge.audit DIR_OR_WHEEL ... [--archs gfx942,gfx950] [--json]``.
+`invoke wheels` runs ``gate`` on each staged set before it is swapped in (a finding
+stops the build, the previous set stays) and stores ``Result.manifest_targets()`` as the
+manifest's ``gpu_targets``; Dockerfile.clean runs this module again before it installs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import gpucode
+from .errors import UserError
+from .settings import AUDIT_CACHE
+
+MANIFEST = "manifest.json"
+CACHE = AUDIT_CACHE  # gate's, by sha256
+NOT_HERE = "not readable here"
+_ARCH_DIR = re.compile(r"^gfx(?:[0-9]+(?:-[0-9]+)*-generic|[0-9a-f]+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Member:
+    """A file (inside a wheel, or on disk) that carries GPU code."""
+
+    path: str
+    blobs: tuple[gpucode.Blob, ...]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What is judged: one bundle of a member, or one kernel over its arch folders."""
+
+    kind: str  # "bundle" or "kernel"
+    label: str
+    targets: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+    misplaced: tuple[str, ...] = ()  # "folder gfx942 holds gfx950" for kernels
+
+
+@dataclass(frozen=True)
+class WheelReport:
+    name: str
+    members: tuple[Member, ...]
+    archs: tuple[str, ...] = ()  # judged against these; () = report only
+    problem: str = ""
+
+    def units(self) -> list[Unit]:
+        units: list[Unit] = []
+        kernels: dict[str, list[tuple[str, gpucode.Blob]]] = {}
+        for member in self.members:
+            for blob in member.blobs:
+                if blob.kind == "code object":
+                    kernels.setdefault(kernel_key(member.path, blob.where), []).append(
+                        (member.path, blob))
+                else:
+                    label = f"{member.path}: {blob.where or blob.kind}"
+                    units.append(Unit("bundle", label, blob.targets,
+                                      (blob.problem,) if blob.problem else ()))
+        for key, found in sorted(kernels.items()):
+            targets = tuple(sorted({t for _, b in found for t in b.targets}))
+            problems = tuple(f"{path}: {b.problem}" for path, b in found if b.problem)
+            units.append(Unit("kernel", f"kernel {key}", targets, problems,
+                              tuple(_misplaced(path, b) for path, b in found
+                                    if _misplaced(path, b))))
+        return units
+
+
+def kernel_key(path: str, where: str = "") -> str:
+    """The kernel a code object belongs to: its path with arch folders shown as <arch>."""
+    parts = path.split("/")
+    key = "/".join(["<arch>" if _ARCH_DIR.match(p) else p for p in parts[:-1]] + parts[-1:])
+    return f"{key}({where})" if where else key
+
+
+def _misplaced(path: str, blob: gpucode.Blob) -> str:
+    folders = [p for p in path.split("/")[:-1] if _ARCH_DIR.match(p)]
+    if not folders or not blob.targets or any(gpucode.covers(t, folders[-1])
+                                              for t in blob.targets):
+        return ""
+    return f"{path} is in folder {folders[-1]} but holds {', '.join(blob.targets)}"
+
+
+def _covered(targets: Iterable[str], arch: str) -> bool:
+    return any(gpucode.covers(t, arch) for t in targets)
+
+
+@dataclass(frozen=True)
+class Result:
+    wheels: tuple[WheelReport, ...]
+
+    @property
+    def findings(self) -> list[str]:
+        lines = []
+        for wheel in self.wheels:
+            if wheel.problem:
+                lines.append(f"{wheel.name}: {wheel.problem}")
+            for unit in wheel.units():
+                lines += [f"{wheel.name}: {unit.label}: unreadable ({p})"
+                          for p in unit.problems if NOT_HERE not in p]
+                lines += [f"{wheel.name}: {m}" for m in unit.misplaced]
+                missing = [a for a in wheel.archs if not _covered(unit.targets, a)]
+                if missing and not any(NOT_HERE in p for p in unit.problems):
+                    lines.append(f"{wheel.name}: {unit.label}: missing {', '.join(missing)}")
+        return lines
+
+    @property
+    def notes(self) -> list[str]:
+        return [f"{w.name}: {u.label}: {p}" for w in self.wheels for u in w.units()
+                for p in u.problems if NOT_HERE in p]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def manifest_targets(self) -> dict[str, dict]:
+        """Per wheel: GPU files, bundles, kernels and the bundles/kernels per arch."""
+        out = {}
+        for wheel in self.wheels:
+            units = wheel.units()
+            targets = sorted({t for u in units for t in u.targets})
+            archs = sorted({a for t in targets for a in gpucode.runs_on(t)} | set(wheel.archs))
+            out[wheel.name] = {
+                "files": len(wheel.members),
+                "bundles": sum(u.kind == "bundle" for u in units),
+                "kernels": sum(u.kind == "kernel" for u in units),
+                "single_arch_kernels": sum(
+                    u.kind == "kernel" and len({gpucode.base_arch(t) for t in u.targets}) == 1
+                    for u in units),
+                "unreadable": sum(bool(u.problems) for u in units),
+                "targets": targets,
+                "archs": {a: {"bundles": sum(u.kind == "bundle" and _covered(u.targets, a)
+                                             for u in units),
+                              "kernels": sum(u.kind == "kernel" and _covered(u.targets, a)
+                                             for u in units)} for a in archs},
+            }
+        return out
+
+    def to_json(self) -> dict:
+        judged = sorted({a for w in self.wheels for a in w.archs})
+        wheels = self.manifest_targets()
+        for wheel in self.wheels:
+            wheels[wheel.name]["judged_archs"] = list(wheel.archs)
+            wheels[wheel.name]["members"] = {
+                m.path: [{"kind": b.kind, "where": b.where, "targets": list(b.targets),
+                          "problem": b.problem, "detail": b.detail} for b in m.blobs]
+                for m in wheel.members}
+        return {"ok": self.ok, "archs": judged, "findings": self.findings,
+                "notes": self.notes, "wheels": wheels}
+
+    def table(self) -> str:
+        judged = sorted({a for w in self.wheels for a in w.archs})
+        seen = sorted({gpucode.base_arch(t) for w in self.wheels for u in w.units()
+                       for t in u.targets})
+        archs = judged or seen
+        rows = []
+        for wheel in self.wheels:
+            units = wheel.units()
+
+            def count(arch: str, kind: str, units: list[Unit] = units) -> int:
+                return sum(u.kind == kind and (_covered(u.targets, arch) if judged else any(
+                    gpucode.base_arch(t) == arch for t in u.targets)) for u in units)
+
+            rows.append([wheel.name, len(wheel.members),
+                         sum(u.kind == "bundle" for u in units),
+                         sum(u.kind == "kernel" for u in units),
+                         *[f"{count(a, 'bundle')}/{count(a, 'kernel')}" for a in archs]])
+        headers = ["wheel", "gpu files", "bundles", "kernels", *[f"{a} b/k" for a in archs]]
+        return _render(headers, rows)
+
+
+def _render(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    try:  # the project's table format; a runtime image may hold only this module
+        from .table import render
+    except ImportError:  # pragma: no cover
+        return "\n".join("  ".join(str(c) for c in row) for row in [headers, *rows])
+    return render(headers, rows)
+
+
+# --- reading wheels, sets and directories ----------------------------------------------
+
+def scan_wheel(path: Path, archs: Sequence[str] = ()) -> WheelReport:
+    members = []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or info.file_size < 4:
+                    continue
+                try:
+                    with zf.open(info) as f:
+                        head = f.read(4)
+                except Exception as exc:  # noqa: BLE001  (a broken member is reported)
+                    members.append(Member(info.filename, (gpucode.Blob(
+                        "file", "", problem=f"unreadable: {type(exc).__name__}: {exc}"),)))
+                    continue
+                if head not in gpucode.HEADS:
+                    continue
+                src = gpucode.StreamSource(lambda info=info: zf.open(info), info.file_size)
+                try:
+                    blobs = gpucode.scan(src)
+                finally:
+                    src.close()
+                if blobs:
+                    members.append(Member(info.filename, tuple(blobs)))
+    except (OSError, zipfile.BadZipFile) as exc:
+        return WheelReport(path.name, (), tuple(archs), f"not a readable wheel ({exc})")
+    return WheelReport(path.name, tuple(members), tuple(archs))
+
+
+def scan_tree(root: Path, archs: Sequence[str] = ()) -> WheelReport:
+    """Every file under ``root`` (an installed environment, an unpacked wheel)."""
+    members = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder, name)
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(4)
+            except OSError:
+                continue
+            if head in gpucode.HEADS:
+                blobs = gpucode.scan_path(str(path))
+                if blobs:
+                    members.append(Member(path.relative_to(root).as_posix(), tuple(blobs)))
+    return WheelReport(str(root), tuple(members), tuple(archs))
+
+
+def set_archs(cell_dir: Path) -> tuple[str, ...]:
+    """The GPU archs a wheel set's manifest records (none for a CPU-only set)."""
+    path = cell_dir / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read the wheel set's manifest ({exc}); rebuild it "
+                        "with `invoke wheels`") from None
+    archs = manifest.get("archs", []) if isinstance(manifest, dict) else []
+    return gpu_archs(archs if isinstance(archs, list) else [])
+
+
+def gpu_archs(archs: Iterable[object]) -> tuple[str, ...]:
+    """The GPU archs among a cell's archs: gfx names only. A CPU cell's archs (x86-64-v2,
+    ...) are no GPU archs, so nothing in its wheels is judged, only reported."""
+    return tuple(a for a in archs if isinstance(a, str) and _ARCH_DIR.match(a))
+
+
+def audit_set(cell_dir: Path | str, archs: Sequence[str] | None = None) -> Result:
+    """Audit the wheel set wheels/<cell>/ against the GPU archs among ``archs`` (default:
+    its manifest's)."""
+    cell_dir = Path(cell_dir)
+    judge = gpu_archs(archs) if archs is not None else set_archs(cell_dir)
+    return Result(tuple(scan_wheel(w, judge) for w in sorted(cell_dir.glob("*.whl"))))
+
+
+def gate(stage: Path, manifest: dict, *, cache: Path | None = CACHE) -> dict:
+    """The audit `invoke wheels` runs on a staged set (wheels and all) before it is swapped
+    in, against the cell's GPU archs (none for a CPU cell); returns the manifest's
+    ``gpu_targets``. The table is printed when the set holds GPU code. On findings the
+    finding lines and the table go to stderr and a UserError stops the build: the set is
+    never swapped in, and the previous wheels/<cell>/ stays as it was. What was read from
+    each wheel is kept by its manifest sha256 in ``cache`` (auditcache.py).
+    """
+    from . import auditcache
+
+    cell = str(manifest.get("cell", stage.name))
+    archs = gpu_archs(manifest.get("archs", ()))
+    entries = [*(w for c in manifest.get("components", {}).values()
+                 for w in c.get("wheels", [])), *manifest.get("runtime_deps", [])]
+    sha = {w.get("file"): w.get("sha256") for w in entries}
+    result = Result(tuple(auditcache.cached(
+        cache, sha.get(path.name), lambda path=path: scan_wheel(path, archs),
+        lambda members, path=path: WheelReport(path.name, tuple(members), archs))
+        for path in sorted(stage.glob("*.whl"))))
+    findings = result.findings
+    if findings:
+        print("\n".join([*findings, *(f"note: {n}" for n in result.notes), result.table()]),
+              file=sys.stderr, flush=True)
+        recipes = {w.get("file"): c.get("recipe") for c in manifest.get("components", {})
+                   .values() for w in c.get("wheels", [])}
+        culprits = sorted({str(recipes[w.name]) for w in result.wheels
+                           if recipes.get(w.name) and any(f.startswith(f"{w.name}: ")
+                                                          for f in findings)})
+        more = f" (and {len(findings) - 1} more, listed above)" if len(findings) > 1 else ""
+        raise UserError(
+            f"wheels: GPU-target audit of {cell}: {findings[0]}{more}; nothing was swapped in "
+            f"({stage.parent / cell} is unchanged); make "
+            f"{', '.join(culprits) or 'the recipe'} build its GPU code for every arch of the "
+            f"cell ({';'.join(archs) or 'none: a CPU cell'})", exit_code=1)
+    if any(w.members for w in result.wheels):
+        print("\n".join([f"GPU-target audit of {cell} (bundles/kernels per arch; "
+                         f"{'judged against ' + ';'.join(archs) if archs else 'not judged'}):",
+                         *(f"note: {n}" for n in result.notes), result.table()]), flush=True)
+    return result.manifest_targets()
+
+
+def audit_paths(paths: Iterable[Path | str], archs: Sequence[str] | None = None) -> Result:
+    """Audit wheels, wheel sets (folders with manifest.json), folders of wheels or any files.
+
+    A wheel set is judged against its manifest's archs unless ``archs`` is given;
+    anything else only against ``archs`` (no judgment when None).
+    """
+    reports: list[WheelReport] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise UserError(f"{path}: no such file or folder; give a wheel, a folder of "
+                            "wheels or a wheel set (wheels/<cell>/)")
+        if path.is_dir() and (path / MANIFEST).is_file():
+            reports += [WheelReport(f"{path.name}/{w.name}", w.members, w.archs, w.problem)
+                        for w in audit_set(path, archs).wheels]
+        elif path.is_dir() and any(path.glob("*.whl")):
+            reports += [scan_wheel(w, archs or ()) for w in sorted(path.glob("*.whl"))]
+        elif path.is_dir():
+            reports.append(scan_tree(path, archs or ()))
+        elif path.suffix == ".whl":
+            reports.append(scan_wheel(path, archs or ()))
+        else:
+            members = gpucode.scan_path(str(path))
+            reports.append(WheelReport(str(path), (Member(path.name, tuple(members)),)
+                                       if members else (), tuple(archs or ())))
+    return Result(tuple(reports))
+
+
+def parse_archs(text: str) -> tuple[str, ...]:
+    archs = tuple(a.strip() for a in re.split(r"[;,]", text) if a.strip())
+    bad = [a for a in archs if not _ARCH_DIR.match(a)]
+    if bad or not archs:
+        raise UserError(f"--archs {text!r}: expected gfx names separated by ',' "
+                        f"(e.g. gfx942,gfx950), got {', '.join(bad) or 'nothing'}")
+    return archs
+
+
+def report(result: Result, *, as_json: bool = False) -> int:
+    """Print the result; 0 when nothing is missing, 1 on findings."""
+    if not result.wheels:
+        raise UserError("audit: no wheels matched; give wheels, folders or --cells")
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        for line in result.findings + [f"note: {n}" for n in result.notes]:
+            print(line)
+        print(result.table())
+        verdict = "no GPU code is missing an arch" if result.ok else \
+            f"{len(result.findings)} finding(s)"
+        print(f"audit: {len(result.wheels)} wheel(s), {verdict}")
+    return 0 if result.ok else 1
+
+
+def run(paths: Iterable[Path | str], *, archs: str | None = None, as_json: bool = False) -> int:
+    """What `invoke audit` and ``python3 -m wheelforge.audit`` do; returns the exit code."""
+    return report(audit_paths(list(paths), parse_archs(archs) if archs else None),
+                  as_json=as_json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m wheelforge.audit",
+                                     description="Report the AMD GPU targets in wheels.")
+    parser.add_argument("paths", nargs="+", metavar="WHEEL_OR_DIR")
+    parser.add_argument("--archs", help="judge against these archs, e.g. gfx942,gfx950 "
+                                        "(default: a wheel set's manifest; else report only)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    try:
+        return run(args.paths, archs=args.archs, as_json=args.json)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

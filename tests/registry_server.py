@@ -6,6 +6,9 @@ process group, and waits (bounded) until ``/v2/`` answers. Deletion is enabled u
 ``delete=False``: then the registry answers every DELETE with 405 UNSUPPORTED, as
 registries that never delete through the API do.
 
+``htpasswd_auth(folder, user)`` is the ``auth`` for Basic auth as ``user`` with ``PASSWORD``;
+``credential_helper(...)`` writes a docker credential helper that answers for one host.
+
 ``serve_errors(status=...)`` is not a registry: it is a loopback HTTP server that answers
 every request with one 5xx status, or accepts connections and never answers, so the
 client's retries and its final error line can be checked against a misbehaving host.
@@ -36,6 +39,21 @@ from wheelforge.errors import UserError
 
 BINARY = "docker-registry"
 _READY_SECONDS = 20.0
+# The password of every test user, and its bcrypt (cost 4), made once with
+# crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH)).
+PASSWORD = "s3cret-Pa55word"
+_PASSWORD_BCRYPT = "$2b$04$zdVlG9/9phK3wTBwlOZsFuuruBNRo77R5NJdEoSCympVjt24C4/B2"
+# A docker-credential-helpers program, `get` only: server address on stdin, JSON out.
+_HELPER = """#!/bin/sh
+[ "$1" = get ] || {{ echo "only get is supported" >&2; exit 1; }}
+read -r server
+echo "$server" >> "{log}"
+if [ "$server" = "{host}" ]; then
+  printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{secret}"}}\\n' "$server"
+else
+  echo "credentials not found in native keychain"; exit 1
+fi
+"""
 
 
 def free_port() -> int:
@@ -76,14 +94,45 @@ class RegistryServer(_StopOnExit):
     def stop(self) -> None:
         """Terminate the registry's process group and wait for it (idempotent)."""
         if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            stop_group(self.process, timeout=10)
 
+
+def stop_group(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """Stop the process group `process` leads (started with start_new_session=True).
+
+    SIGTERM, up to `timeout` seconds for it to exit, then SIGKILL; the process is reaped.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+
+def htpasswd_auth(folder: Path, user: str) -> dict[str, dict[str, str]]:
+    """Write ``folder/htpasswd`` for ``user`` with ``PASSWORD``; the ``auth`` that reads it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "htpasswd"
+    path.write_text(f"{user}:{_PASSWORD_BCRYPT}\n", encoding="utf-8")
+    return {"htpasswd": {"realm": "wf", "path": str(path)}}
+
+
+def credential_helper(folder: Path, name: str, host: str, user: str, secret: str) -> Path:
+    """A ``docker-credential-NAME`` in ``folder`` that answers for ``host`` only; its log.
+
+    The log gets a line per server the helper was asked about.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{name}.log"
+    helper = folder / f"docker-credential-{name}"
+    helper.write_text(_HELPER.format(log=log, host=host, user=user, secret=secret),
+                      encoding="utf-8")
+    helper.chmod(0o755)
+    return log
 
 
 def write_config(

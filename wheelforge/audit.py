@@ -32,14 +32,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gpucode
+from . import gpucode, gputargets
 from .errors import UserError
 from .settings import AUDIT_CACHE
 
 MANIFEST = "manifest.json"
 CACHE = AUDIT_CACHE  # gate's, by sha256
 NOT_HERE = "not readable here"
-_ARCH_DIR = re.compile(r"^gfx(?:[0-9]+(?:-[0-9]+)*-generic|[0-9a-f]+)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -92,20 +91,21 @@ class WheelReport:
 def kernel_key(path: str, where: str = "") -> str:
     """The kernel a code object belongs to: its path with arch folders shown as <arch>."""
     parts = path.split("/")
-    key = "/".join(["<arch>" if _ARCH_DIR.match(p) else p for p in parts[:-1]] + parts[-1:])
+    folders = ["<arch>" if gputargets.ARCH_RE.match(p) else p for p in parts[:-1]]
+    key = "/".join(folders + parts[-1:])
     return f"{key}({where})" if where else key
 
 
 def _misplaced(path: str, blob: gpucode.Blob) -> str:
-    folders = [p for p in path.split("/")[:-1] if _ARCH_DIR.match(p)]
-    if not folders or not blob.targets or any(gpucode.covers(t, folders[-1])
+    folders = [p for p in path.split("/")[:-1] if gputargets.ARCH_RE.match(p)]
+    if not folders or not blob.targets or any(gputargets.covers(t, folders[-1])
                                               for t in blob.targets):
         return ""
     return f"{path} is in folder {folders[-1]} but holds {', '.join(blob.targets)}"
 
 
 def _covered(targets: Iterable[str], arch: str) -> bool:
-    return any(gpucode.covers(t, arch) for t in targets)
+    return any(gputargets.covers(t, arch) for t in targets)
 
 
 @dataclass(frozen=True)
@@ -142,13 +142,13 @@ class Result:
         for wheel in self.wheels:
             units = wheel.units()
             targets = sorted({t for u in units for t in u.targets})
-            archs = sorted({a for t in targets for a in gpucode.runs_on(t)} | set(wheel.archs))
+            archs = sorted({a for t in targets for a in gputargets.runs_on(t)} | set(wheel.archs))
             out[wheel.name] = {
                 "files": len(wheel.members),
                 "bundles": sum(u.kind == "bundle" for u in units),
                 "kernels": sum(u.kind == "kernel" for u in units),
                 "single_arch_kernels": sum(
-                    u.kind == "kernel" and len({gpucode.base_arch(t) for t in u.targets}) == 1
+                    u.kind == "kernel" and len({gputargets.base_arch(t) for t in u.targets}) == 1
                     for u in units),
                 "unreadable": sum(bool(u.problems) for u in units),
                 "targets": targets,
@@ -173,7 +173,7 @@ class Result:
 
     def table(self) -> str:
         judged = sorted({a for w in self.wheels for a in w.archs})
-        seen = sorted({gpucode.base_arch(t) for w in self.wheels for u in w.units()
+        seen = sorted({gputargets.base_arch(t) for w in self.wheels for u in w.units()
                        for t in u.targets})
         archs = judged or seen
         rows = []
@@ -182,7 +182,7 @@ class Result:
 
             def count(arch: str, kind: str, units: list[Unit] = units) -> int:
                 return sum(u.kind == kind and (_covered(u.targets, arch) if judged else any(
-                    gpucode.base_arch(t) == arch for t in u.targets)) for u in units)
+                    gputargets.base_arch(t) == arch for t in u.targets)) for u in units)
 
             rows.append([wheel.name, len(wheel.members),
                          sum(u.kind == "bundle" for u in units),
@@ -266,7 +266,7 @@ def set_archs(cell_dir: Path) -> tuple[str, ...]:
 def gpu_archs(archs: Iterable[object]) -> tuple[str, ...]:
     """The GPU archs among a cell's archs: gfx names only. A CPU cell's archs (x86-64-v2,
     ...) are no GPU archs, so nothing in its wheels is judged, only reported."""
-    return tuple(a for a in archs if isinstance(a, str) and _ARCH_DIR.match(a))
+    return tuple(a for a in archs if isinstance(a, str) and gputargets.ARCH_RE.match(a))
 
 
 def audit_set(cell_dir: Path | str, archs: Sequence[str] | None = None) -> Result:
@@ -348,7 +348,7 @@ def audit_paths(paths: Iterable[Path | str], archs: Sequence[str] | None = None)
 
 def parse_archs(text: str) -> tuple[str, ...]:
     archs = tuple(a.strip() for a in re.split(r"[;,]", text) if a.strip())
-    bad = [a for a in archs if not _ARCH_DIR.match(a)]
+    bad = [a for a in archs if not gputargets.ARCH_RE.match(a)]
     if bad or not archs:
         raise UserError(f"--archs {text!r}: expected gfx names separated by ',' "
                         f"(e.g. gfx942,gfx950), got {', '.join(bad) or 'nothing'}")

@@ -1,11 +1,21 @@
 """The buildx bake definition of a plan: a 1:1 map from builds to bake targets.
 
 Each component build becomes a target of docker/Dockerfile.wheels (stage
-`export`); its source tree is the `src` named context and each dependency's
-target is wired in as `depN` (`target:NAME`), so BuildKit builds independent
-components in parallel and caches each separately. Prefix-only components
-(LLVM/MLIR) are never exported to the host: their output stays in BuildKit for
-their dependents. `invoke plan` prints exactly this definition.
+`export`); its source tree is the `src` named context, and every target exports
+its outputs (wheels and/or an install prefix) to `exports/<target>/` on the host.
+
+Dependencies go by waves, not by `target:` contexts: `invoke wheels` bakes the
+builds of one dependency level at a time (waves()), and a dependent's `depN`
+contexts are its dependencies' export folders. Within a wave BuildKit builds
+independent components in parallel and caches each on its own. Why not one bake
+with `target:` contexts (the first design): a dependent's solve then holds its
+dependencies' steps too, resolved with whichever job reaches them first, so after
+a pruned builder a registry-cache import now and then rebuilt a dependency inside a
+dependent, or failed with "no active sessions" once the dependency's own job had
+ended. With export folders each target's solve is its own steps only; a local
+context is keyed by its content, so a dependency that came from the cache gives its
+dependents the same key. The price: an install prefix (LLVM/MLIR) is copied to the
+host and back into its dependents' builds.
 
 Nothing in it depends on the client machine: MAX_JOBS is computed by the build
 step on the builder (the client's --max-jobs and the plan's width travel in a
@@ -47,17 +57,22 @@ class Options:
 JOBS_SECRET_ENV = "WHEELFORGE_BUILD_JOBS"
 
 
-def concurrency(plan: Plan) -> int:
-    """The most builds of the plan that BuildKit can run at once: the widest level of the
-    dependency graph (a build's level is the length of its longest dependency chain).
-    Constant for a given plan; each build's MAX_JOBS is divided by it."""
+def waves(plan: Plan) -> list[list[str]]:
+    """The plan's targets by dependency level (a build's level is the length of its
+    longest dependency chain): each wave needs only the waves before it."""
     level: dict[str, int] = {}
     for target, build in plan.builds.items():  # in build order: dependencies first
         level[target] = 1 + max((level[d] for d in build.deps), default=-1)
-    widths: dict[int, int] = {}
-    for value in level.values():
-        widths[value] = widths.get(value, 0) + 1
-    return max(widths.values(), default=1)
+    out: list[list[str]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for target, value in level.items():
+        out[value].append(target)
+    return out
+
+
+def concurrency(plan: Plan) -> int:
+    """The most builds of the plan that BuildKit runs at once: the widest wave.
+    Constant for a given plan; each build's MAX_JOBS is divided by it."""
+    return max((len(w) for w in waves(plan)), default=1)
 
 
 def jobs_secret(plan: Plan, options: Options) -> dict[str, str]:
@@ -172,22 +187,13 @@ def secrets(options: Options) -> list[str]:
     return out
 
 
-def upstream(plan: Plan, build: Build) -> list[str]:
-    """Every target `build` depends on, directly or not, nearest first."""
-    seen: list[str] = []
-    todo = list(build.deps)
-    while todo:
-        dep = todo.pop(0)
-        if dep not in seen:
-            seen.append(dep)
-            todo += plan.builds[dep].deps
-    return seen
-
-
-def definition(plan: Plan, options: Options) -> dict:
+def definition(plan: Plan, options: Options, targets_of: list[str] | None = None) -> dict:
+    """The bake definition of the plan's builds (of `targets_of` only, when given)."""
     targets: dict[str, dict] = {}
     for build in plan.builds.values():
-        contexts = {f"dep{i}": f"target:{dep}" for i, dep in enumerate(build.deps, 1)}
+        if targets_of is not None and build.target not in targets_of:
+            continue
+        contexts = {f"dep{i}": str(options.exports / dep) for i, dep in enumerate(build.deps, 1)}
         src = source_dir(options.sources, build)
         if src is not None:
             contexts["src"] = str(src)
@@ -202,19 +208,10 @@ def definition(plan: Plan, options: Options) -> dict:
                 "TARGET": build.target,
                 "SPEC": escape(json.dumps(spec(build), sort_keys=True)),
             },
-            "output": [f"type=local,dest={options.exports / build.target}"
-                       if build.wheels else "type=cacheonly"],
+            "output": [f"type=local,dest={options.exports / build.target}"],
         }
         target["secret"] = [*secrets(options), f"id=build-jobs,env={JOBS_SECRET_ENV}"]
         cache_from, cache_to = cache_specs(build, options)
-        # A target's solve holds its dependencies' steps too (`target:` contexts), and
-        # BuildKit resolves a step two targets share in whichever job reaches it first,
-        # with that job's cache imports only: import the dependencies' entries as well,
-        # or a pruned builder now and then rebuilds a dependency inside a dependent
-        # (and fails with "no active sessions" once the dependency's own build is over).
-        for dep in upstream(plan, build):
-            cache_from += [c for c in cache_specs(plan.builds[dep], options)[0]
-                           if c not in cache_from]
         if cache_from:
             target["cache-from"] = cache_from
         if cache_to:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import baseimages, engine, matrix, table, wheelset
+from . import baseimages, engine, selection, table, wheelset
 from .errors import UserError, did_you_mean
 from .settings import ROOT
 
@@ -39,15 +39,13 @@ def cell_dirs(root: Path, patterns: str | None) -> list[Path]:
         raise UserError(f"{root}: no wheel sets; run `invoke wheels` first")
     if patterns is None:
         return have
-    out: list[Path] = []
-    for pattern in matrix.split_patterns(patterns):
-        hits = [p for p in have if matrix.glob_match(pattern, p.name)]
-        if not hits:
-            raise UserError(f"--cells {pattern}: no wheel set matches"
-                            f"{did_you_mean(pattern, [p.name for p in have])}; "
-                            f"have: {', '.join(p.name for p in have)}")
-        out += [h for h in hits if h not in out]
-    return out
+
+    def miss(pattern: str) -> UserError:
+        return UserError(f"--cells {pattern}: no wheel set matches"
+                         f"{did_you_mean(pattern, [p.name for p in have])}; "
+                         f"have: {', '.join(p.name for p in have)}")
+
+    return selection.choose(patterns, have, lambda p: p.name, miss)
 
 
 def default_tag(manifest: dict) -> str:

@@ -186,6 +186,13 @@ def problems(wheels: Iterable[Path], lock: Lock) -> list[str]:
     return out
 
 
+def needs_index(wheels: Iterable[Path], python: str) -> bool:
+    """Whether the set's wheels require anything the set does not build itself (a set
+    that needs nothing downloads nothing, whatever the lock holds: e.g. `--only`)."""
+    own, applying = needs(wheels, python)
+    return any(canonicalize_name(req.name) not in own for _, req in applying)
+
+
 def check(cell_id: str, wheels: Iterable[Path], lock: Lock) -> None:
     """Refuse a cell whose wheels need something the lock lacks: one line, the fix in it."""
     found = problems(wheels, lock)
@@ -211,11 +218,12 @@ def step_key(plan: Plan, cell: Cell) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def step_context(lock: Lock, folder: Path) -> Path:
-    """The runtime-deps step's `lock` context: the lock alone (empty when it is missing)."""
+def step_context(lock: Lock, folder: Path, *, needed: bool = True) -> Path:
+    """The runtime-deps step's `lock` context: the lock alone (empty when it is missing,
+    or not `needed` by the set)."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    if lock.exists:
+    if lock.exists and needed:
         shutil.copyfile(lock.path, folder / LOCK_FILE_IN_STEP)
     return folder
 

@@ -20,11 +20,8 @@ bounded exponential backoff, then raise one RegistryError line; other 4xx raise 
 from __future__ import annotations
 
 import base64
-import hashlib
 import http.client
 import json
-import re
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -33,6 +30,15 @@ from collections.abc import Callable, Mapping
 
 from wheelforge import credentials as docker_credentials
 from wheelforge.errors import UserError
+from wheelforge.registrywire import (
+    error_body,
+    error_code,
+    error_text,
+    next_link,
+    parse_challenge,
+    sha256_digest,
+    transport_reason,
+)
 from wheelforge.tags import (
     validate_digest,
     validate_registry,
@@ -75,15 +81,6 @@ def is_loopback(host: str) -> bool:
     """True for 127.x, localhost and [::1], with or without a port."""
     name = urllib.parse.urlsplit(f"//{host}").hostname or ""
     return name == "localhost" or name == "::1" or name.startswith("127.")
-
-
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """``'Bearer realm="r",scope="s"'`` -> ``('bearer', {'realm': 'r', 'scope': 's'})``."""
-    scheme, _, rest = header.strip().partition(" ")
-    params = {
-        key.lower(): value for key, value in re.findall(r'([A-Za-z_]+)\s*=\s*"([^"]*)"', rest)
-    }
-    return scheme.lower(), params
 
 
 class Registry:
@@ -159,7 +156,7 @@ class Registry:
         media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
         if media_type not in MANIFEST_TYPES:
             media_type = json.loads(resp.body).get("mediaType") or media_type
-        digest = _sha256(resp.body)
+        digest = sha256_digest(resp.body)
         if ref.startswith("sha256:") and digest != ref:
             raise RegistryError(
                 f"registry {self.host} returned a manifest for {repo}@{ref} whose digest is "
@@ -182,10 +179,10 @@ class Registry:
         """Delete a manifest by digest (and with it every tag on it); False if already gone."""
         path = f"/v2/{validate_repository(repo)}/manifests/{validate_digest(digest)}"
         resp = self._request("DELETE", path, ok=(202, 404, 405, 400, 403))
-        if resp.status == 405 or (resp.status != 404 and _error_code(resp.body) == "UNSUPPORTED"):
+        if resp.status == 405 or (resp.status != 404 and error_code(resp.body) == "UNSUPPORTED"):
             raise DeleteUnsupported(
                 f"registry {self.host} does not delete manifests through the API (HTTP "
-                f"{resp.status} {_error_text(resp.body) or 'UNSUPPORTED'})"
+                f"{resp.status} {error_text(resp.body) or 'UNSUPPORTED'})"
             )
         if resp.status in (400, 403):
             raise RegistryError(self._scrub(self._refusal(resp, f"DELETE {path}")))
@@ -193,7 +190,7 @@ class Registry:
 
     def put_blob(self, repo: str, data: bytes) -> str:
         """Upload a blob monolithically (POST, then PUT ?digest=); skip if present."""
-        digest = _sha256(data)
+        digest = sha256_digest(data)
         base = f"/v2/{validate_repository(repo)}/blobs/"
         if self._request("HEAD", base + digest, ok=(200, 404)).status == 200:
             return digest
@@ -215,7 +212,7 @@ class Registry:
         path = f"/v2/{validate_repository(repo)}/manifests/{_ref(ref)}"
         headers = {"Content-Type": media_type}
         resp = self._request("PUT", path, ok=(201,), body=body, headers=headers)
-        return resp.headers.get("Docker-Content-Digest") or _sha256(body)
+        return resp.headers.get("Docker-Content-Digest") or sha256_digest(body)
 
     # -- transport ----------------------------------------------------------------
 
@@ -266,7 +263,7 @@ class Registry:
             if isinstance(outcome, _Response):
                 if outcome.status < 500:
                     return outcome
-                reason = f"HTTP {outcome.status} {_error_text(outcome.body)}".strip()
+                reason = f"HTTP {outcome.status} {error_text(outcome.body)}".strip()
             else:
                 reason = outcome
             if attempt < self.retries:
@@ -289,9 +286,9 @@ class Registry:
             with self._opener.open(req, timeout=self.timeout) as raw:
                 return _Response(raw.status, raw.headers, raw.read())
         except urllib.error.HTTPError as err:
-            return _Response(err.code, err.headers, _read(err))
+            return _Response(err.code, err.headers, error_body(err))
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            return self._reason(exc)
+            return transport_reason(exc, self.timeout)
 
     def _basic(self) -> str | None:
         if not self._credentials:
@@ -342,7 +339,7 @@ class Registry:
 
     def _refusal(self, resp: _Response, where: str) -> str:
         text = f"registry {self.host} refused {where}: HTTP {resp.status}"
-        detail = _error_text(resp.body)
+        detail = error_text(resp.body)
         if detail:
             text += f" {detail}"
         if resp.status == 401:
@@ -353,21 +350,6 @@ class Registry:
         if resp.status == 404:
             return f"{text}; check the repository name and reference"
         return f"{text}; check the request against the registry's logs"
-
-    def _reason(self, exc: BaseException) -> str:
-        inner = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        if isinstance(inner, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(inner, (TimeoutError, socket.timeout)):
-            return f"timed out after {self.timeout:g}s"
-        if isinstance(inner, ConnectionResetError):
-            return "connection reset"
-        if isinstance(inner, http.client.RemoteDisconnected):
-            return "connection closed without a response"
-        if isinstance(inner, socket.gaierror):
-            return "host name not found"
-        text = str(inner) or type(inner).__name__
-        return text[:120]
 
     def _scrub(self, text: str) -> str:
         """Remove anything secret from a message (defence in depth)."""
@@ -381,40 +363,3 @@ class Registry:
 
 def _ref(ref: str) -> str:
     return validate_digest(ref) if ref.startswith("sha256:") else validate_tag(ref)
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _read(err: urllib.error.HTTPError) -> bytes:
-    try:
-        return err.read()
-    except (OSError, http.client.HTTPException):
-        return b""
-
-
-def _error_code(body: bytes) -> str:
-    """The first error's ``code`` from the registry's JSON error body, or ''."""
-    try:
-        code = json.loads(body)["errors"][0]["code"]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return ""
-    return code if isinstance(code, str) else ""
-
-
-def _error_text(body: bytes) -> str:
-    """``CODE: message`` from the registry's JSON error body, at most 200 characters."""
-    try:
-        errors = json.loads(body).get("errors") or []
-        first = errors[0]
-        text = f"{first.get('code', '')}: {first.get('message', '')}".strip(": ")
-    except (ValueError, AttributeError, IndexError, TypeError):
-        text = ""
-    return " ".join(text.split())[:200]
-
-
-def next_link(header: str) -> str | None:
-    """The target of ``Link: <url>; rel="next"``, or None."""
-    match = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', header)
-    return match.group(1) if match else None

@@ -81,15 +81,20 @@ def string(where: Where, key: str, *, required: bool = False, pattern: re.Patter
         if required:
             raise where.fail(None, f"missing required key {key!r}; add it")
         return default
-    value = node[key]
+    return _single_value(where, key, node[key], pattern=pattern, what=what or key,
+                         multiline=multiline)
+
+
+def _single_value(where: Where, key: str | int, value: Any, *, pattern: re.Pattern | None,
+                  what: str, multiline: bool) -> str:
+    """`value`, found under `key` of `where`, as one checked string."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise where.fail(key, "must be a single value (a string)")
     value = text_of(value)
     if (MULTILINE_CONTROL_RE if multiline else CONTROL_RE).search(value):
         raise where.fail(key, control_problem(value, multiline=multiline))
     if pattern is not None and not pattern.fullmatch(value):
-        raise where.fail(key, f"{value!r} is not a valid {what or key}"
-                         f"{_metachar_hint(value)}")
+        raise where.fail(key, f"{value!r} is not a valid {what}{_metachar_hint(value)}")
     return value
 
 
@@ -121,14 +126,9 @@ def string_list(where: Where, key: str, *, pattern: re.Pattern | None = None,
         raise where.fail(key, "must be a list ([a, b] or '- a' lines)")
     items = where.child(key)
     out = []
-    for i, item in enumerate(value):
-        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-            raise items.fail(i, "must be a single value (a string)")
-        item = text_of(item)
-        if (MULTILINE_CONTROL_RE if multiline else CONTROL_RE).search(item):
-            raise items.fail(i, control_problem(item, multiline=multiline))
-        if pattern is not None and not pattern.fullmatch(item):
-            raise items.fail(i, f"{item!r} is not a valid {what or key}{_metachar_hint(item)}")
+    for i, raw in enumerate(value):
+        item = _single_value(items, i, raw, pattern=pattern, what=what or key,
+                             multiline=multiline)
         if item in out:
             raise items.fail(i, f"{item!r} is listed twice; remove one")
         out.append(item)

@@ -124,7 +124,8 @@ def render(plan: Plan, spans: dict[str, Span], *, when: _dt.datetime,
         svg.append(f'<text x="14" y="{y + 17}" fill="#111"><tspan font-weight="bold">'
                    f'{e(bar.component)}</tspan><tspan fill="#666" font-size="11"> '
                    f'{e(bar.cell)}</tspan></text>')
-        x, w = label_w + bar.start * scale, max(3.0, (bar.end - bar.start) * scale)
+        # at least 6 px wide: a cache hit (a few milliseconds) still shows as a bar
+        x, w = label_w + bar.start * scale, max(6.0, (bar.end - bar.start) * scale)
         outline = (f' stroke="{CRITICAL}" stroke-width="3"' if bar.critical else "")
         tip = (f"{bar.component} [{bar.cell}] {LABELS[bar.state]}, "
                f"{duration(bar.end - bar.start)} (from {_clock(bar.start)})"

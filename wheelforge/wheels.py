@@ -47,15 +47,11 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
         engine.say(f"source: {b.component}: {b.source.label()}")
         sources.fetch(options.sources, b, rewrites=plan.rewrites)
     shutil.rmtree(options.exports, ignore_errors=True)
-    definition = bake.definition(plan, options)
     tracker = progress.Tracker(plan, settings=progress.Settings.from_env())
     began = _dt.datetime.now(_dt.UTC)
     try:
         with tracker.beating():
-            result = engine.bake(definition, list(definition["target"]),
-                                 workdir=options.exports, on_vertex=_progress(plan),
-                                 builder=builder, env=bake.jobs_secret(plan, options),
-                                 on_status=tracker.feed)
+            result = _bake_waves(plan, options, builder, tracker)
         tracker.finish(result.ok)
     finally:
         _timeline(plan, tracker, out_root, began)
@@ -88,6 +84,25 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
         for stage in stages.values():
             shutil.rmtree(stage, ignore_errors=True)
     return rows
+
+
+def _bake_waves(plan: Plan, options: bake.Options, builder: str | None,
+                tracker: progress.Tracker) -> engine.BuildResult:
+    """Bake the plan one dependency level at a time (bake.waves), until one fails."""
+    ok, vertices, errors, seconds = True, {}, [], 0.0
+    for wave in bake.waves(plan):
+        result = engine.bake(bake.definition(plan, options, wave), wave,
+                             workdir=options.exports, on_vertex=_progress(plan),
+                             builder=builder, env=bake.jobs_secret(plan, options),
+                             on_status=tracker.feed)
+        vertices.update(result.vertices)
+        seconds += result.seconds
+        if not result.ok:
+            ok = False
+            errors.append(result.error)
+            break
+    return engine.BuildResult(ok=ok, vertices=vertices, error="; ".join(errors),
+                              seconds=seconds)
 
 
 def summary(rows: list[Row]) -> str:
@@ -163,14 +178,16 @@ def _runtime_deps(plan: Plan, options: bake.Options, stages: dict[str, Path],
     for cell in plan.cells:
         name = re.sub(r"[^A-Za-z0-9_-]", "_", f"runtime-deps-{cell.id}")
         lock = plan.locks[cell.id]
-        locks.check(cell.id, sorted(stages[cell.id].glob("*.whl")), lock)
-        lock_dir = locks.step_context(lock, options.exports / "_locks" / name)
+        built = sorted(stages[cell.id].glob("*.whl"))
+        locks.check(cell.id, built, lock)
+        needed = locks.needs_index(built, lock.python)
+        lock_dir = locks.step_context(lock, options.exports / "_locks" / name, needed=needed)
         targets[name] = {
             "context": str(ROOT), "dockerfile": "docker/Dockerfile.wheels",
             "target": "runtime-deps-export",
             "contexts": {"wheels": str(stages[cell.id]), "lock": str(lock_dir)},
             "args": {"RUNTIME_IMAGE": cell.stack.runtime_image, "TARGET": name,
-                     "LOCK_SHA256": lock.sha256,
+                     "LOCK_SHA256": lock.sha256 if needed else "",
                      "RUNTIME_APT": " ".join(runtime_apt(plan, cell.id)),
                      "EXTRA_INDEX_URLS": " ".join(extra_indexes(plan, cell.id))},
             "output": [f"type=local,dest={options.exports / name}"],

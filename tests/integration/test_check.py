@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,19 @@ def check(recipes: Path | str, *extra: str) -> subprocess.CompletedProcess:
 
 def lines(proc: subprocess.CompletedProcess, level: str) -> list[str]:
     return [ln for ln in (proc.stdout + proc.stderr).splitlines() if f": {level}: " in ln]
+
+
+def one_line(proc: subprocess.CompletedProcess, level: str, *, returncode: int) -> str:
+    """The only line at `level` (ERROR, WARNING) of a check that exited with `returncode`."""
+    assert proc.returncode == returncode, proc.stdout + proc.stderr
+    found = lines(proc, level)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def line_number(file: Path, test: Callable[[str], bool]) -> int:
+    """The number of the first line of `file` that passes `test`."""
+    return next(i for i, t in enumerate(file.read_text().splitlines(), 1) if test(t))
 
 
 def side_branch_commit(tmp: Path) -> tuple[str, Path]:
@@ -55,40 +69,32 @@ def test_declared_output_that_the_sdist_does_not_produce(tmp_path):
     recipes = copy_recipes(tmp_path / "recipes", {"msgpack.yaml": (
         "wheels: [msgpack]", "wheels: [msgpack-python]")})
     proc = check(recipes)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    errors = lines(proc, "ERROR")
-    assert len(errors) == 1, errors
-    line = next(i for i, t in enumerate((recipes / "msgpack.yaml").read_text().splitlines(), 1)
-                if "wheels: [msgpack-python]" in t)
-    assert errors[0].startswith(f"recipes/msgpack.yaml:{line}: ERROR: msgpack: ")
-    assert "'msgpack-python' is not produced" in errors[0] and "'msgpack' (PKG-INFO)" in errors[0]
+    error = one_line(proc, "ERROR", returncode=1)
+    line = line_number(recipes / "msgpack.yaml", lambda t: "wheels: [msgpack-python]" in t)
+    assert error.startswith(f"recipes/msgpack.yaml:{line}: ERROR: msgpack: ")
+    assert "'msgpack-python' is not produced" in error and "'msgpack' (PKG-INFO)" in error
     assert "Traceback" not in proc.stderr
 
 
 def test_declared_output_that_the_repository_does_not_produce(tmp_path):
     recipes = copy_recipes(tmp_path / "recipes", {"lz4.yaml": (
         "wheels: [lz4]", "wheels: [python-lz4]")})
-    proc = check(recipes)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    errors = lines(proc, "ERROR")
-    assert len(errors) == 1 and errors[0].startswith("recipes/lz4.yaml:"), errors
-    assert "'python-lz4' is not produced" in errors[0] and "it builds 'lz4'" in errors[0]
+    error = one_line(check(recipes), "ERROR", returncode=1)
+    assert error.startswith("recipes/lz4.yaml:"), error
+    assert "'python-lz4' is not produced" in error and "it builds 'lz4'" in error
 
 
 def test_a_variable_nothing_reads_is_one_warning_naming_the_files_searched(tmp_path):
     recipes = copy_recipes(tmp_path / "recipes", {"lz4.yaml": (
         '  PYLZ4_USE_SYSTEM_LZ4: "1"\n',
         '  PYLZ4_USE_SYSTEM_LZ4: "1"\n  PYLZ4_USE_SYSTEM_LZ: "1"\n')})
-    proc = check(recipes)
-    assert proc.returncode == 0, proc.stdout + proc.stderr  # a warning is not an error
-    warnings = lines(proc, "WARNING")
-    assert len(warnings) == 1, warnings
-    line = next(i for i, t in enumerate((recipes / "lz4.yaml").read_text().splitlines(), 1)
-                if t.startswith("  PYLZ4_USE_SYSTEM_LZ:"))
-    assert warnings[0].startswith(f"recipes/lz4.yaml:{line}: WARNING: lz4: env "
-                                  f"PYLZ4_USE_SYSTEM_LZ is set but nothing reads it")
-    assert "searched: setup.py" in warnings[0]
-    assert "did you mean 'PYLZ4_USE_SYSTEM_LZ4'" in warnings[0]
+    # a warning is not an error
+    warning = one_line(check(recipes), "WARNING", returncode=0)
+    line = line_number(recipes / "lz4.yaml", lambda t: t.startswith("  PYLZ4_USE_SYSTEM_LZ:"))
+    assert warning.startswith(f"recipes/lz4.yaml:{line}: WARNING: lz4: env "
+                              f"PYLZ4_USE_SYSTEM_LZ is set but nothing reads it")
+    assert "searched: setup.py" in warning
+    assert "did you mean 'PYLZ4_USE_SYSTEM_LZ4'" in warning
 
 
 def test_a_pin_off_its_branch_is_an_error_and_stops_wheels(tmp_path):
@@ -97,14 +103,10 @@ def test_a_pin_off_its_branch_is_an_error_and_stops_wheels(tmp_path):
     recipes = copy_recipes(tmp_path / "recipes", {"liblz4.yaml": (
         demo.make_repos()["lz4-c.git"], commit)})
     rewrite = f"file://{bare}={LZ4C_URL}"
-    proc = check(recipes, "--git-rewrite", rewrite)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    errors = lines(proc, "ERROR")
-    assert len(errors) == 1, errors
-    line = next(i for i, t in enumerate((recipes / "liblz4.yaml").read_text().splitlines(), 1)
-                if t.strip().startswith("pin:"))
-    assert errors[0].startswith(f"recipes/liblz4.yaml:{line}: ERROR: liblz4: pin {commit[:12]} "
-                                f"is not reachable from branch 'main'"), errors[0]
+    error = one_line(check(recipes, "--git-rewrite", rewrite), "ERROR", returncode=1)
+    line = line_number(recipes / "liblz4.yaml", lambda t: t.strip().startswith("pin:"))
+    assert error.startswith(f"recipes/liblz4.yaml:{line}: ERROR: liblz4: pin {commit[:12]} "
+                            f"is not reachable from branch 'main'"), error
     # `invoke wheels` runs the ERROR part first: it stops before any build starts.
     wheels = run_invoke("wheels", "--recipes", str(recipes), "--channel", "stable",
                         "--git-rewrite", rewrite, timeout=900,

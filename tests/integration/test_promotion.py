@@ -19,7 +19,6 @@ import datetime
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -40,20 +39,7 @@ REPO = "wheelforge/demo-runtime"
 FLOATING = ("stable-x86-64-v2-default", "stable-x86-64-v2", "latest")
 DAY = "2026-11-24"
 DATED = f"{CELL}-20261124"
-USER, PASSWORD = "wf-helper-user", "s3cret-Pa55word"
-# bcrypt (cost 4) of PASSWORD, the same hash tests/integration/test_registry.py uses.
-HTPASSWD = f"{USER}:$2b$04$zdVlG9/9phK3wTBwlOZsFuuruBNRo77R5NJdEoSCympVjt24C4/B2\n"
-HELPER = """#!/bin/sh
-# docker-credential-helpers protocol, `get` only: server address on stdin, JSON out.
-[ "$1" = get ] || {{ echo "only get is supported" >&2; exit 1; }}
-read -r server
-echo "$server" >> "{log}"
-if [ "$server" = "{host}" ]; then
-  printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{secret}"}}\\n' "$server"
-else
-  echo "credentials not found in native keychain"; exit 1
-fi
-"""
+USER, PASSWORD = "wf-helper-user", registry_server.PASSWORD
 # buildx as another engineer installs it (a CLI plugin in a DOCKER_CONFIG), if present.
 NEW_BUILDX = Path(os.environ.get(
     "WHEELFORGE_TEST_BUILDX_PLUGIN",
@@ -86,18 +72,12 @@ class Login:
 @contextlib.contextmanager
 def login_registry(root: Path, *, delete: bool = True,
                    buildx_plugin: Path | None = None) -> Iterator[Login]:
-    (root / "htpasswd").parent.mkdir(parents=True, exist_ok=True)
-    (root / "htpasswd").write_text(HTPASSWD)
-    auth = {"htpasswd": {"realm": "wf", "path": str(root / "htpasswd")}}
+    auth = registry_server.htpasswd_auth(root, USER)
     with registry_server.start(root / "registry", auth=auth, delete=delete) as server:
         bin_dir, config = root / "bin", root / "docker-config"
-        bin_dir.mkdir()
         (config / "cli-plugins").mkdir(parents=True)
-        helper_log = root / "helper.log"
-        helper = bin_dir / "docker-credential-wftest"
-        helper.write_text(HELPER.format(log=helper_log, host=server.host, user=USER,
-                                        secret=PASSWORD))
-        helper.chmod(0o755)
+        helper_log = registry_server.credential_helper(bin_dir, "wftest", server.host, USER,
+                                                       PASSWORD)
         (config / "config.json").write_text(json.dumps({"credHelpers": {server.host: "wftest"}}))
         # The buildx this test run uses: the one asked for, else the plugin of the
         # DOCKER_CONFIG the tests run under (if any), else the system's.
@@ -154,13 +134,7 @@ def classic_engine(root: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            registry_server.stop_group(process, timeout=60)
         subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
         shutil.rmtree(exec_root, ignore_errors=True)
 

@@ -48,9 +48,7 @@ REPO = "wheelforge/demo-runtime"  # demo/recipes/matrix.yaml: repository
 # stable channel, default arch x86-64-v2, default variant `default`: all three float.
 FLOATING = ("stable-x86-64-v2-default", "stable-x86-64-v2", "latest")
 DAYS = [datetime.date(2026, 11, d) for d in (20, 21, 22, 23)]
-USER, PASSWORD = "wf-publisher", "s3cret-Pa55word"
-# bcrypt (cost 4) of PASSWORD (the same hash tests/integration/test_registry.py uses).
-HTPASSWD = f"{USER}:$2b$04$zdVlG9/9phK3wTBwlOZsFuuruBNRo77R5NJdEoSCympVjt24C4/B2\n"
+USER, PASSWORD = "wf-publisher", registry_server.PASSWORD
 CLI_TIMEOUT = 1500  # a hung command fails the test (subprocess timeout), never hangs it
 
 
@@ -425,8 +423,7 @@ def test_registry_missing_or_malformed_is_one_line(task: str, tmp_path: Path) ->
 def test_publish_with_docker_login_never_prints_the_password(history: History, two_days,
                                                              tmp_path: Path,
                                                              docker_config: Path) -> None:
-    (tmp_path / "htpasswd").write_text(HTPASSWD)
-    auth = {"htpasswd": {"realm": "wf", "path": str(tmp_path / "htpasswd")}}
+    auth = registry_server.htpasswd_auth(tmp_path, USER)
     day = "2026-11-20"
     with registry_server.start(tmp_path / "auth-registry", auth=auth) as server:
         env = {"WHEELFORGE_WHEELS": str(history.wheels), "DOCKER_CONFIG": str(docker_config)}

@@ -28,7 +28,8 @@ import pytest
 
 from tests import registry_server
 from wheelforge.errors import UserError
-from wheelforge.registry import OCI_MANIFEST, Registry, RegistryError, next_link, parse_challenge
+from wheelforge.registry import OCI_MANIFEST, Registry, RegistryError
+from wheelforge.registrywire import next_link, parse_challenge
 from wheelforge.tags import dated_tag, deletable_digests, expired, floating_tags
 
 pytestmark = pytest.mark.integration
@@ -38,9 +39,7 @@ if shutil.which(registry_server.BINARY) is None and not os.environ.get("CI"):
 
 CELL = "nightly-rocm7.2-py3.12-gfx942-ckfree"
 REPO = "wheelforge/rocm"
-USER, PASSWORD = "wf-ci", "s3cret-Pa55word"
-# bcrypt (cost 4) of PASSWORD, made once with crypt.crypt(PASSWORD, mksalt(METHOD_BLOWFISH)).
-HTPASSWD = f"{USER}:$2b$04$zdVlG9/9phK3wTBwlOZsFuuruBNRo77R5NJdEoSCympVjt24C4/B2\n"
+USER, PASSWORD = "wf-ci", registry_server.PASSWORD
 
 
 def no_sleep(seconds: float) -> None:
@@ -280,10 +279,8 @@ def write_auth(config: Path, host: str, user: str, password: str) -> str:
 def test_basic_auth_from_docker_config_and_no_secret_in_messages(
     tmp_path: Path, docker_config: Path
 ) -> None:
-    (tmp_path / "htpasswd").write_text(HTPASSWD)
-    with registry_server.start(
-        tmp_path / "reg", auth={"htpasswd": {"realm": "wf", "path": str(tmp_path / "htpasswd")}}
-    ) as srv:
+    auth = registry_server.htpasswd_auth(tmp_path, USER)
+    with registry_server.start(tmp_path / "reg", auth=auth) as srv:
         with pytest.raises(RegistryError, match=r"HTTP 401 UNAUTHORIZED.*needs credentials"):
             Registry(srv.host, sleep=no_sleep).ping()
 
@@ -450,37 +447,15 @@ def test_bearer_token_flow_against_the_real_registry(tmp_path: Path) -> None:
 
 # ---- credentials from where docker finds them; registries that do not delete -----------
 
-HELPER = """#!/bin/sh
-[ "$1" = get ] || exit 1
-read -r server
-echo "$server" >> "{log}"
-if [ "$server" = "{host}" ]; then
-  printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{secret}"}}\\n' "$server"
-else
-  echo "credentials not found in native keychain"; exit 1
-fi
-"""
-
-
-def credential_helper(folder: Path, name: str, host: str, user: str, secret: str) -> Path:
-    """A `docker-credential-NAME` program in `folder`; returns the log of servers asked."""
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / f"{name}.log"
-    helper = folder / f"docker-credential-{name}"
-    helper.write_text(HELPER.format(log=log, host=host, user=user, secret=secret))
-    helper.chmod(0o755)
-    return log
-
-
 def test_credentials_from_cred_helpers_and_creds_store(
     tmp_path: Path, docker_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "htpasswd").write_text(HTPASSWD)
-    auth = {"htpasswd": {"realm": "wf", "path": str(tmp_path / "htpasswd")}}
+    auth = registry_server.htpasswd_auth(tmp_path, USER)
     with registry_server.start(tmp_path / "reg", auth=auth) as srv:
         bin_dir = tmp_path / "bin"
-        good = credential_helper(bin_dir, "wfgood", srv.host, USER, PASSWORD)
-        wrong = credential_helper(bin_dir, "wfwrong", srv.host, USER, "wr0ng-Pa55word")
+        good = registry_server.credential_helper(bin_dir, "wfgood", srv.host, USER, PASSWORD)
+        wrong = registry_server.credential_helper(bin_dir, "wfwrong", srv.host, USER,
+                                                  "wr0ng-Pa55word")
         monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
         stale = base64.b64encode(f"{USER}:stale".encode()).decode()
 

@@ -29,11 +29,15 @@ BASE = "wheelforge-demo/bookworm:base"
 
 
 def by_hand(wheels: Path, tag: str) -> subprocess.CompletedProcess:
-    """Dockerfile.clean as a user runs it: no invoke, no build args but the base."""
+    """Dockerfile.clean as a user runs it: no invoke, no build args but the base.
+
+    Without the build cache, so that the checks run (and print) on every run, whatever
+    an earlier run or the other engine of `make test` left in the cache."""
     return subprocess.run(
         ["docker", "buildx", "build", "-f", "docker/Dockerfile.clean", "--build-context",
          f"wheels={wheels}", "--build-arg", f"RUNTIME_IMAGE={BASE}", "--progress=plain",
-         "--load", "-t", tag, "."], cwd=ROOT, capture_output=True, text=True, check=False)
+         "--no-cache", "--load", "-t", tag, "."],
+        cwd=ROOT, capture_output=True, text=True, check=False)
 
 
 def rmi(tag: str) -> None:

@@ -1,9 +1,9 @@
-"""A target imports its dependencies' registry cache entries as well as its own.
+"""Dependencies go by waves: each target's solve is its own steps and its own cache.
 
-A target's solve contains its dependencies' steps (`target:` contexts), and BuildKit
-resolves a shared step in whichever job reaches it first, with that job's cache
-imports only. Without the dependencies' entries a pruned builder sometimes rebuilt
-liblz4 inside lz4's job (and lz4 with it), or failed with "no active sessions".
+A dependent's `depN` contexts are its dependencies' export folders, built in an
+earlier wave (bake.waves), never `target:` contexts: with those, a dependent's solve
+held its dependencies' steps too, and a pruned builder importing the registry cache
+now and then rebuilt liblz4 inside lz4's job, or failed with "no active sessions".
 """
 
 from __future__ import annotations
@@ -17,19 +17,39 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = "type=registry,ref=127.0.0.1:5000/wheelforge/cache"
 
 
-def test_each_target_imports_every_upstream_entry_and_writes_only_its_own(tmp_path: Path):
-    p = planning.make_plan(planning.Inputs(recipes_dir=ROOT / "demo" / "recipes"),
-                           channel="stable", cells_glob="*-x86-64-v2-*")
-    options = bake.Options(sources=tmp_path, exports=tmp_path, cache_from=(CACHE,),
-                           cache_to=(CACHE + ",mode=max",))
-    targets = bake.definition(p, options)["target"]
-    for build in p.builds.values():
-        froms = targets[build.target]["cache-from"]
-        own = bake.cache_specs(build, options)[0]
-        assert froms[:len(own)] == own  # its own entries first
-        assert len(froms) == len(set(froms))
-        for dep in bake.upstream(p, build):
-            assert f"{CACHE}:{dep}" in froms, (build.target, dep)
-        assert targets[build.target]["cache-to"] == bake.cache_specs(build, options)[1]
-    lz4 = next(b for b in p.builds.values() if b.component == "lz4")
-    assert {p.builds[d].component for d in bake.upstream(p, lz4)} >= {"liblz4", "pkgconfig"}
+def demo_plan() -> planning.Plan:
+    return planning.make_plan(planning.Inputs(recipes_dir=ROOT / "demo" / "recipes"),
+                              channel="stable", cells_glob="*-x86-64-v2-*")
+
+
+def test_each_wave_needs_only_the_waves_before_it():
+    p = demo_plan()
+    waves = bake.waves(p)
+    assert sorted(t for w in waves for t in w) == sorted(p.builds)
+    done: set[str] = set()
+    for wave in waves:
+        for target in wave:
+            assert set(p.builds[target].deps) <= done, target
+        done |= set(wave)
+    level = {t: i for i, w in enumerate(waves) for t in w}
+    by_component = {b.component: b.target for b in p.builds.values()}
+    assert level[by_component["lz4"]] > level[by_component["liblz4"]]
+    assert level[by_component["lz4"]] > level[by_component["pkgconfig"]]
+    assert bake.concurrency(p) == max(len(w) for w in waves)
+
+
+def test_a_target_reads_its_dependencies_exports_and_only_its_own_cache(tmp_path: Path):
+    p = demo_plan()
+    options = bake.Options(sources=tmp_path / "src", exports=tmp_path / "exports",
+                           cache_from=(CACHE,), cache_to=(CACHE + ",mode=max",))
+    for wave in bake.waves(p):
+        targets = bake.definition(p, options, wave)["target"]
+        assert sorted(targets) == sorted(wave)
+        for target, spec in targets.items():
+            build = p.builds[target]
+            assert not any(v.startswith("target:") for v in spec["contexts"].values())
+            assert [spec["contexts"][f"dep{i}"] for i in range(1, len(build.deps) + 1)] == \
+                [str(options.exports / d) for d in build.deps]
+            assert spec["output"] == [f"type=local,dest={options.exports / target}"]
+            assert spec["cache-from"] == bake.cache_specs(build, options)[0]
+            assert spec["cache-to"] == bake.cache_specs(build, options)[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge import audit, gpucode
+from wheelforge import audit, gpucode, gputargets
 
 try:
     import zstandard
@@ -167,11 +167,11 @@ def test_unknown_mach_is_a_problem_not_a_guess() -> None:
 
 
 def test_generic_targets_cover_their_processors() -> None:
-    assert gpucode.covers("gfx9-4-generic:xnack-", "gfx942")
-    assert gpucode.covers("gfx9-4-generic", "gfx950")
-    assert not gpucode.covers("gfx9-4-generic", "gfx90a")
-    assert gpucode.covers("gfx942:sramecc+:xnack-", "gfx942")
-    assert not gpucode.covers("gfx942", "gfx950")
+    assert gputargets.covers("gfx9-4-generic:xnack-", "gfx942")
+    assert gputargets.covers("gfx9-4-generic", "gfx950")
+    assert not gputargets.covers("gfx9-4-generic", "gfx90a")
+    assert gputargets.covers("gfx942:sramecc+:xnack-", "gfx942")
+    assert not gputargets.covers("gfx942", "gfx950")
 
 
 # --- bundles ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from tests.unit.conftest import ROOT, git, git_recipe, make_repo, run_invoke, wr
 from wheelforge import checkout_lock, gitrefs, tags
 from wheelforge import plan as planning
 from wheelforge.errors import UserError
-from wheelforge.matrix import glob_match
+from wheelforge.selection import glob_match
 
 HOSTILE = Path(__file__).parent / "hostile"
 CELLS = json.loads((HOSTILE / "cells.json").read_text())

@@ -69,3 +69,28 @@ def test_the_flow_and_the_package_never_import_the_command_line_layer():
         if path.name == "app.py" and path.parent.name == "wheelforge":
             continue
         assert CLI not in imported(path), f"{path.relative_to(ROOT)} imports {CLI}"
+
+
+def test_the_runtime_image_build_context_holds_the_audit_and_what_it_imports():
+    """Dockerfile.clean runs `python -m wheelforge.audit` from the build context, which
+    .dockerignore cuts down to a few files: every wheelforge module the audit imports at
+    module level (the import closure) must be let in, or the image build fails."""
+    allowed = {line[1:] for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")}
+    todo, seen = ["wheelforge.audit"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        relative = name.replace(".", "/") + ".py"
+        assert relative in allowed, f"{relative} is not let in by .dockerignore"
+        path = ROOT / relative
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # module level only: lazy imports are optional there
+            names = imported_by(ast.unparse(node), "wheelforge") if isinstance(
+                node, (ast.Import, ast.ImportFrom)) else set()
+            todo += [n for n in names if n.startswith("wheelforge.")
+                     and (ROOT / (n.replace(".", "/") + ".py")).is_file()]
+    assert "wheelforge/__init__.py" in allowed
+    assert {"wheelforge.audit", "wheelforge.gpucode", "wheelforge.settings"} <= seen

@@ -7,7 +7,8 @@
 #     pin), elsewhere setup stops with one line saying what to install;
 #   - docker-registry (the CNCF distribution registry) and debootstrap, from the
 #     host's own apt suites;
-#   - the Python tools (ci/requirements-dev.txt; --runtime: ci/requirements.txt);
+#   - the Python tools (ci/requirements-dev.txt; --runtime: ci/requirements.txt) and,
+#     for the tests (not with --runtime), chromium (the timeline is checked as a picture);
 #   - with --current-engine (make test runs it): Debian unstable's docker-buildx as a
 #     CLI plugin under .cache/engines/current/docker-config and its dockerd unpacked
 #     under .cache/engines/current/root (run only as a private engine by the tests),
@@ -147,6 +148,10 @@ fi
 need_apt=()
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+# The tests look at the build timeline as a picture, in a real headless browser.
+if [ "$REQUIREMENTS" = "$ROOT/ci/requirements-dev.txt" ] && ! command -v chromium >/dev/null; then
+  need_apt+=(chromium)
+fi
 need_current=0
 if [ "$WANT_CURRENT" = 1 ] && { ! "$CURRENT/docker-config/cli-plugins/docker-buildx" version \
     >/dev/null 2>&1 || ! "$CURRENT/root/usr/sbin/dockerd" --version >/dev/null 2>&1; }; then

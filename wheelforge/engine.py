@@ -171,9 +171,9 @@ class BuildResult:
 def own_name(name: str, prefixes: Sequence[str]) -> str:
     """A vertex's own name, without the `[TARGET ` prefix bake's progress gives it.
 
-    A step two targets share (a dependency, wired in as a `target:` context) reaches
-    the progress stream once under each target's prefix, in no fixed order; named by
-    prefix, it was counted as a step of whichever target reported it last.
+    A step two targets of one bake share (e.g. the toolchain stage) reaches the progress
+    stream once under each target's prefix, in no fixed order; named by prefix, it was
+    counted as a step of whichever target reported it last.
     """
     for target in prefixes:
         if name.startswith(f"[{target}] "):

@@ -1,8 +1,9 @@
 """`invoke wheels`: fetch sources, bake every planned component, assemble cell sets.
 
 1. fetch each build's source on the host (sources.py);
-2. `docker buildx bake` the plan's targets in one go (bake.py): BuildKit builds
-   independent components in parallel, and each shared component once;
+2. `docker buildx bake` the plan's targets, one dependency level at a time (bake.waves):
+   BuildKit builds the independent components of a wave in parallel, each shared
+   component once, and a dependent reads its dependencies' export folders;
 3. bake the runtime-dependency stage of each cell over its built wheels;
 4. audit each staged set's GPU code against the cell's archs (audit.py: a missing
    arch stops the build before anything is swapped in; the targets go into the manifest);

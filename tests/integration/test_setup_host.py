@@ -65,7 +65,7 @@ def setup(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess,
 
 def test_an_engine_that_came_first_is_used_and_nothing_of_it_is_installed(tmp_path):
     env = host(tmp_path, engine="28.5.2", buildx="v0.29.1",
-               have=("docker-registry", "debootstrap"), uid=1001)
+               have=("docker-registry", "debootstrap", "chromium"), uid=1001)
     proc, calls = setup(env)
     assert proc.returncode == 0, proc.stderr
     assert not [c for c in calls if c.startswith(("apt-get", "sudo"))], calls
@@ -87,7 +87,8 @@ def test_dry_run_says_what_it_would_install_and_runs_nothing(tmp_path):
 
 
 def test_a_missing_registry_comes_from_the_hosts_own_suites_through_sudo(tmp_path):
-    env = host(tmp_path, engine="27.3.1", buildx="v0.17.1", have=("debootstrap",), uid=1001)
+    env = host(tmp_path, engine="27.3.1", buildx="v0.17.1", have=("debootstrap", "chromium"),
+               uid=1001)
     proc, calls = setup(env)
     assert proc.returncode == 0, proc.stderr
     apt = [c for c in calls if c.startswith("sudo")]
@@ -100,7 +101,8 @@ def test_a_missing_registry_comes_from_the_hosts_own_suites_through_sudo(tmp_pat
 @pytest.mark.parametrize(("engine", "buildx"), [(None, None), ("20.10.24", "v0.29.1"),
                                                 ("28.5.2", "v0.12.1")])
 def test_an_engine_that_cannot_be_installed_here_is_one_line(tmp_path, engine, buildx):
-    env = host(tmp_path, engine=engine, buildx=buildx, have=("docker-registry", "debootstrap"))
+    env = host(tmp_path, engine=engine, buildx=buildx,
+               have=("docker-registry", "debootstrap", "chromium"))
     proc, calls = setup(env)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()

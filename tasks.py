@@ -95,8 +95,10 @@ def matrix(c, recipes=None, channel=None, cells=None, recipe=None, json=False):
 def wheels(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None, only=None,
            src=None, max_jobs=None, ca_bundle="auto", cache_registry=None, cache_from=None,
            cache_to=None, builder=None, progress=None):
-    """Build the wheel sets of the selected cells into wheels/<cell>/ (WHEELFORGE_WHEELS);
-    the effective settings are printed first (docs/settings.md)."""
+    """Build the wheel sets of the selected cells into wheels/<cell>/, audited.
+
+    The output root is WHEELFORGE_WHEELS (default wheels/); the effective settings are
+    printed first (docs/settings.md)."""
     from wheelforge import bake, pipeline
     from wheelforge import progress as progress_
 
@@ -238,7 +240,7 @@ def publish(c, registry, cells=None, smoke_report=None, allow_cpu_smoke=False, k
 def nightly(c, registry, recipes=None, channel="nightly", cells=None, recipe=None,
             git_rewrite=None, keep=7, smoke_args="", max_jobs=None, ca_bundle="auto",
             date=None, allow_cpu_smoke=False):
-    """For each cell: plan, wheels, image, publish, smoke, promote; report failed cells."""
+    """For each cell: check, wheels, image, push, smoke the digest, promote; report failures."""
     import shlex
 
     from wheelforge import pipeline
@@ -275,7 +277,7 @@ def base_images(c, recipes="demo/recipes"):
 @task(help={"max_jobs": "compile jobs per component (default: from cores and memory)"})
 @app.guarded
 def demo(c, max_jobs=None):
-    """The main job on the demo recipe set: wheels, runtime images, smoke (both cells)."""
+    """The main job on the demo recipe set: wheels, runtime images, smoke (every stable cell)."""
     from wheelforge import pipeline
 
     pipeline.demo_job(options=app.build_options(max_jobs=max_jobs))

@@ -28,8 +28,9 @@ from pathlib import Path
 
 RELAY = Path(__file__).with_name("tcp_relay.py")
 PORT = 2375
-# The dockerd to run: `make test` points it at Debian unstable's (28.5, unpacked under
-# .cache/engines/current) for the current-engine pass; else the system's.
+# The dockerd to run: the system's, unless WHEELFORGE_TEST_DOCKERD names another (e.g.
+# Debian unstable's 28.5, which `ci/setup-host.sh --current-engine` unpacks under
+# .cache/engines/current: see the Makefile).
 DOCKERD = os.environ.get("WHEELFORGE_TEST_DOCKERD") or "dockerd"
 
 

@@ -16,13 +16,10 @@ client's retries and its final error line can be checked against a misbehaving h
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
-import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -36,6 +33,7 @@ from types import TracebackType
 from typing import Self
 
 from wheelforge.errors import UserError
+from wheelforge.localenv import stop_group
 
 BINARY = "docker-registry"
 _READY_SECONDS = 20.0
@@ -95,22 +93,6 @@ class RegistryServer(_StopOnExit):
         """Terminate the registry's process group and wait for it (idempotent)."""
         if self.process.poll() is None:
             stop_group(self.process, timeout=10)
-
-
-def stop_group(process: subprocess.Popen[bytes], *, timeout: float) -> None:
-    """Stop the process group `process` leads (started with start_new_session=True).
-
-    SIGTERM, up to `timeout` seconds for it to exit, then SIGKILL; the process is reaped.
-    """
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
 
 
 def htpasswd_auth(folder: Path, user: str) -> dict[str, dict[str, str]]:

@@ -71,13 +71,19 @@ def _start_dockerd() -> subprocess.Popen:
     raise UserError(f"dockerd did not answer within 90s; see {STATE / 'dockerd.log'}")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_group(process: subprocess.Popen, *, timeout: float = 60) -> None:
+    """Stop the process group `process` leads (started with start_new_session=True):
+    SIGTERM, up to `timeout` seconds for it to exit, then SIGKILL; the process is reaped."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=60)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    stop_group(process)
     engine.say("engine: stopped the dockerd started here")

@@ -18,13 +18,14 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from wheelforge.localenv import stop_group
 
 RELAY = Path(__file__).with_name("tcp_relay.py")
 PORT = 2375
@@ -125,7 +126,7 @@ def netns_engine(root: Path, *, index: int = 0, relay_ports: tuple[int, ...] = (
         yield eng
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop_group(process)
         for cmd in reversed(undo):
             _run(*cmd, check=False)
         shutil.rmtree(exec_root, ignore_errors=True)
@@ -140,7 +141,7 @@ def _relay(netns: str | None, listen: str, target: str) -> subprocess.Popen:
                                start_new_session=True)
     ready = process.stdout.readline() if process.stdout else b""
     if b"listening" not in ready:
-        _stop(process)
+        stop_group(process)
         raise RuntimeError(f"tcp relay {listen} -> {target} did not start: {ready!r}")
     return process
 
@@ -156,14 +157,3 @@ def _wait(eng: NetnsEngine, dockerd: subprocess.Popen) -> None:
             return
         time.sleep(1)
     raise RuntimeError(f"private dockerd did not answer in 120s; see {eng.root / 'dockerd.log'}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()

@@ -30,6 +30,7 @@ import pytest
 from tests import registry_server
 from tests.conftest import CELLS, ROOT, run_invoke
 from wheelforge import imagetools, publish, wheelset
+from wheelforge.localenv import stop_group
 from wheelforge.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -134,7 +135,7 @@ def classic_engine(root: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         if process is not None:
-            registry_server.stop_group(process, timeout=60)
+            stop_group(process, timeout=60)
         subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
         shutil.rmtree(exec_root, ignore_errors=True)
 

@@ -252,6 +252,8 @@ def with_locks(plan: Plan, shown: str, *, as_json: bool) -> str:
 def built_wheels(plan: Plan, cell: Cell, *, wheels_root: Path, exports: Path) -> list[Path]:
     """The planned component wheels of a cell, as built: from any wheel set holding a
     build of the same key, else from the last `invoke wheels` exports; [] if none."""
+    from .wheels import exported_wheels  # wheels.py imports this module
+
     by_key: dict[str, list[Path]] = {}
     for manifest_file in sorted(wheels_root.glob("*/manifest.json")):
         try:
@@ -267,7 +269,7 @@ def built_wheels(plan: Plan, cell: Cell, *, wheels_root: Path, exports: Path) ->
         build = plan.builds[target]
         if not build.wheels:
             continue
-        files = by_key.get(build.key) or sorted((exports / target / name / "wheels").glob("*.whl"))
+        files = by_key.get(build.key) or exported_wheels(exports, build)
         if files:
             out += files
         else:

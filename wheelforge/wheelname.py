@@ -45,14 +45,6 @@ def parse(file: str) -> WheelName:
                      parsed_version=parsed_version, tags=frozenset(map(str, tags)))
 
 
-def is_wheel_file(file: str) -> bool:
-    try:
-        parse(file)
-    except ValueError:
-        return False
-    return True
-
-
 def canonical(name: str) -> str:
     """A distribution name as installers compare it (PEP 503): Amd_Aiter -> amd-aiter."""
     return str(canonicalize_name(name))

@@ -60,14 +60,14 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
         raise _failure(plan, result, tracker)
     for b in plan.builds.values():  # vendor wheels: each one listed in its recipe's sha256 map
         verify_vendor_wheels(b.component, b.recipe_file, b.source.wheel_sha256,
-                             _wheels_of(options.exports, b))
+                             exported_wheels(options.exports, b))
     base_ids = {ref: _image_digest(result, ref) for ref in {b.build_image for b in
                                                              plan.builds.values()}}
     stages = {cell.id: wheelset.staging(out_root, cell.id) for cell in plan.cells}
     try:
         for cell in plan.cells:
             for target in plan.cell_targets[cell.id].values():
-                for whl in _wheels_of(options.exports, plan.builds[target]):
+                for whl in exported_wheels(options.exports, plan.builds[target]):
                     wheelset.add_file(stages[cell.id], whl)
         deps = _runtime_deps(plan, options, stages, builder)
         rows = []
@@ -164,7 +164,8 @@ def _failure(plan: Plan, result: engine.BuildResult,
     return UserError(f"wheels: build failed{where}: {result.error}", exit_code=1)
 
 
-def _wheels_of(exports: Path, b: Build) -> list[Path]:
+def exported_wheels(exports: Path, b: Build) -> list[Path]:
+    """The wheels a build exported (exports/<target>/<component>/wheels/)."""
     return sorted((exports / b.target / b.component / "wheels").glob("*.whl")) if b.wheels else []
 
 
@@ -241,7 +242,7 @@ def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bak
             "build_image": {"ref": b.build_image, "digest": base_ids.get(b.build_image, "")},
             "build_seconds": info.get("seconds", _seconds(vertex)),
             "from_cache": all(v.cached for v in vertex) if vertex else None,
-            "wheels": [wheelset.wheel_entry(w) for w in _wheels_of(options.exports, b)],
+            "wheels": [wheelset.wheel_entry(w) for w in exported_wheels(options.exports, b)],
         }
     return {
         "schema": 1, "cell": cell.id, "channel": cell.channel, "stack": cell.stack.name,

@@ -298,9 +298,9 @@ def demo_sources(c):
 @app.guarded
 def lock(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None):
     """Lock the runtime dependencies of the built wheels: RECIPES/locks/STACK-pyPYTHON.txt."""
-    from wheelforge import lock as locks
+    from wheelforge import lockmake
 
-    locks.run(app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ()),
+    lockmake.run(app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ()),
               channel=channel, cells=cells, wheels_root=app.WHEELS,
               exports=app.build_options().exports, ca_bundle=app.ca_bundle_path("auto"))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge import lock
+from wheelforge import lock, lockmake
 from wheelforge import plan as planning
 from wheelforge.errors import UserError
 
@@ -112,8 +112,8 @@ def test_markers_are_evaluated_for_the_cells_python(tmp_path):
 
 def test_write_is_atomic_and_says_whether_it_changed(tmp_path):
     path = tmp_path / "locks" / "x.txt"
-    assert lock.write(path, "a\n") is True
-    assert lock.write(path, "a\n") is False
+    assert lockmake.write(path, "a\n") is True
+    assert lockmake.write(path, "a\n") is False
     assert path.read_text() == "a\n" and [p.name for p in path.parent.iterdir()] == ["x.txt"]
 
 
@@ -156,7 +156,7 @@ def test_the_lock_is_in_the_runtime_deps_key_and_in_no_component_key(tmp_path):
 def test_lock_without_built_wheels_is_one_line_naming_invoke_wheels(tmp_path):
     recipes = _demo_copy(tmp_path)
     with pytest.raises(UserError) as exc:
-        lock.run(planning.Inputs(recipes_dir=recipes), channel="stable",
+        lockmake.run(planning.Inputs(recipes_dir=recipes), channel="stable",
                  cells="stable-bookworm-*", wheels_root=tmp_path / "wheels",
                  exports=tmp_path / "exports", say=lambda _line: None)
     assert "no built wheels for stack bookworm, Python 3.11" in str(exc.value)

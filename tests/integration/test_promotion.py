@@ -179,10 +179,18 @@ def wheels(demo_build, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def local_images(demo_images) -> tuple[str, str]:
-    """Two different runtime images of the cell, in the shared engine."""
+    """Two different runtime images of the cell, in the shared engine.
+
+    The second is built as runtime images are (one image manifest, no attestations), so
+    that its push onto a tag holding the first is what a second publish would send. An
+    image index with an attestation would send two HEADs of that tag at once, each asking
+    for an OCI manifest, which distribution 2.8 answers by converting the held manifest
+    to schema 1 (writing a blob inside a HEAD; see registry_server.py).
+    """
     first = demo_images[CELL].tag
     second = "wheelforge-test/runtime:second"
-    build = subprocess.run(["docker", "build", "-q", "-t", second, "-"], text=True, check=False,
+    build = subprocess.run(["docker", "buildx", "build", "--provenance=false", "--sbom=false",
+                            "--load", "-q", "-t", second, "-"], text=True, check=False,
                            input=f"FROM {first}\nLABEL dev.wheelforge.test=second\n",
                            capture_output=True, timeout=900)
     assert build.returncode == 0, build.stderr

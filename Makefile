@@ -3,15 +3,15 @@
 
 # The engines `make test` runs the integration tests on: oldest (the system engine;
 # on a Debian host set up here, Debian 13's docker.io 26.1 with buildx 0.13), current
-# (Debian unstable's buildx 0.29, a CLI plugin under .cache/engines/current, driving the
-# same engine, private engines of the tests included) or both.
-# `make test WHEELFORGE_TEST_ENGINES=oldest` is quicker. Unstable's dockerd 28.5 is
-# unpacked beside it (.cache/engines/current/root/usr/sbin/dockerd); name it in
-# WHEELFORGE_TEST_DOCKERD to run the tests' private engines on it. It is not the
-# default: on it the registry-cache test after a prune still sees one component miss
-# (bench/RESULTS.md).
+# (Debian unstable's buildx 0.29 as a CLI plugin and its dockerd 28.5, both unpacked
+# under .cache/engines/current; the tests start that dockerd, with a data root of its
+# own, when no engine answers, and run their private engines on it) or both.
+# `make test WHEELFORGE_TEST_ENGINES=oldest` is quicker. WHEELFORGE_TEST_DOCKERD names
+# another dockerd for the current pass. An engine that already answers (one you
+# started) is used by both passes as it is.
 WHEELFORGE_TEST_ENGINES ?= both
-WHEELFORGE_TEST_DOCKERD ?=
+CURRENT_DOCKERD := $(CURDIR)/.cache/engines/current/root/usr/sbin/dockerd
+WHEELFORGE_TEST_DOCKERD ?= $(CURRENT_DOCKERD)
 ENGINES := $(if $(filter both,$(WHEELFORGE_TEST_ENGINES)),oldest current,$(WHEELFORGE_TEST_ENGINES))
 CURRENT_DOCKER_CONFIG := $(CURDIR)/.cache/engines/current/docker-config
 
@@ -35,7 +35,7 @@ test-integration:  ## the integration tests, once per engine of WHEELFORGE_TEST_
 	    current) config=$(CURRENT_DOCKER_CONFIG); dockerd=$(WHEELFORGE_TEST_DOCKERD) ;; \
 	    *) echo "WHEELFORGE_TEST_ENGINES: $$e is not oldest, current or both" >&2; exit 2 ;; \
 	  esac; \
-	  echo "== integration tests on the $$e engine: $$(DOCKER_CONFIG=$$config docker buildx version)"; \
+	  echo "== integration tests on the $$e engine: $$(DOCKER_CONFIG=$$config docker buildx version)$${dockerd:+; $$($$dockerd --version)}"; \
 	  DOCKER_CONFIG=$$config WHEELFORGE_TEST_DOCKERD=$$dockerd WHEELFORGE_TEST_ENGINE=$$e python3 -m pytest -m "integration and not gpu" || exit 1; \
 	done
 

@@ -44,9 +44,11 @@ def _require(binary: str) -> None:
 
 @pytest.fixture(scope="session")
 def engine() -> bool:
-    """The engine the tests build on; True when this test run started it."""
-    _require("dockerd")
-    with localenv.engine_running() as started:
+    """The engine the tests build on; True when this test run started it. One that
+    answers is used; else WHEELFORGE_TEST_DOCKERD (default: the system's) is started."""
+    dockerd = os.environ.get("WHEELFORGE_TEST_DOCKERD") or "dockerd"
+    _require(dockerd)
+    with localenv.engine_running(dockerd) as started:
         yield started
 
 

@@ -17,6 +17,11 @@ context is keyed by its content, so a dependency that came from the cache gives 
 dependents the same key. The price: an install prefix (LLVM/MLIR) is copied to the
 host and back into its dependents' builds.
 
+A build that reads a cache import (--cache-from, --cache-registry) bakes one target at
+a time (batches()): on BuildKit 0.25 (dockerd 28.5), targets of one bake that share
+steps and import their own cache refs miss their own build steps after a pruned
+builder (docker/buildx#3878, #414); the engine's whole width then goes to each build.
+
 Nothing in it depends on the client machine: MAX_JOBS is computed by the build
 step on the builder (the client's --max-jobs and the plan's width travel in a
 BuildKit secret), and registry/local caches are per build key (cache_tags), so
@@ -69,16 +74,39 @@ def waves(plan: Plan) -> list[list[str]]:
     return out
 
 
-def concurrency(plan: Plan) -> int:
-    """The most builds of the plan that BuildKit runs at once: the widest wave.
-    Constant for a given plan; each build's MAX_JOBS is divided by it."""
-    return max((len(w) for w in waves(plan)), default=1)
+def imports_cache(options: Options) -> bool:
+    """Whether builds read a cache import (--cache-from, --cache-registry)."""
+    return bool(options.cache_from or options.cache_registry)
+
+
+def batches(plan: Plan, options: Options) -> list[list[str]]:
+    """The bakes that build the plan, in order: its waves, or, when builds read a cache
+    import, each wave's targets one bake at a time.
+
+    The targets of one bake share steps (the toolchain stage), and BuildKit solves a
+    shared step once for all of them. From BuildKit 0.2x (dockerd 28), when each target
+    imports its own cache refs, a target whose shared steps were matched through another
+    target's import then misses its own build step in its own import, and builds again
+    after a pruned builder (docker/buildx#3878, #414); with every target importing every
+    ref, all of them missed. A bake of one target has one job: its steps are matched in
+    its own import, as with dockerd 26.1.
+    """
+    if not imports_cache(options):
+        return waves(plan)
+    return [[target] for wave in waves(plan) for target in wave]
+
+
+def concurrency(plan: Plan, options: Options) -> int:
+    """The most builds of the plan that BuildKit runs at once: the largest bake (the
+    widest wave, or 1 when bakes are single targets). Constant for a given plan and
+    cache setting; each build's MAX_JOBS is divided by it."""
+    return max((len(b) for b in batches(plan, options)), default=1)
 
 
 def jobs_secret(plan: Plan, options: Options) -> dict[str, str]:
     """The environment `engine.bake` needs for the build-jobs secret."""
     return {JOBS_SECRET_ENV: json.dumps({"max_jobs": options.max_jobs,
-                                         "concurrent": concurrency(plan)})}
+                                         "concurrent": concurrency(plan, options)})}
 
 
 def spec(build: Build) -> dict:

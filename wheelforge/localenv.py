@@ -8,6 +8,7 @@ and named contexts) and stopped again by whoever started it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from . import engine
 from .errors import UserError
@@ -22,14 +24,17 @@ from .settings import ENGINE_STATE as STATE
 
 
 @contextlib.contextmanager
-def engine_running() -> Iterator[bool]:
+def engine_running(dockerd: str = "dockerd") -> Iterator[bool]:
     """Yield with an engine that has buildx; stop it afterwards if we started it.
 
     Yields True when the engine was started here (and so belongs to this run).
+    `dockerd` is the program to start when none answers: the system's, or another
+    release's (e.g. one unpacked beside it), which then gets a data root and exec root
+    of its own under the state folder, so two releases never share one.
     """
     process = None
     if not engine.reachable():
-        process = _start_dockerd()
+        process = _start_dockerd(dockerd)
     try:
         if not engine.has_buildx():
             raise UserError("docker buildx is not installed; run ci/setup-host.sh "
@@ -45,9 +50,10 @@ def engine_running() -> Iterator[bool]:
             _stop(process)
 
 
-def _start_dockerd() -> subprocess.Popen:
-    if shutil.which("dockerd") is None:
-        raise UserError("no Docker engine answers and dockerd is not installed; "
+def _start_dockerd(dockerd: str) -> subprocess.Popen:
+    found = shutil.which(dockerd)
+    if found is None:
+        raise UserError(f"no Docker engine answers and {dockerd} is not installed; "
                         "run ci/setup-host.sh")
     if os.geteuid() != 0:
         raise UserError("no Docker engine answers; start one, or run as root so that "
@@ -56,15 +62,22 @@ def _start_dockerd() -> subprocess.Popen:
     config = STATE / "daemon.json"
     config.write_text(json.dumps({"features": {"containerd-snapshotter": True}}))
     log = (STATE / "dockerd.log").open("ab")
-    process = subprocess.Popen(["dockerd", "--config-file", str(config)], stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    cmd, env = ["dockerd", "--config-file", str(config)], None
+    if dockerd != "dockerd":  # another release: its own roots, its own helpers first
+        own = STATE / "releases" / hashlib.sha256(found.encode()).hexdigest()[:12]
+        cmd = [found, "--config-file", str(config), "--data-root", str(own / "data"),
+               "--exec-root", str(own / "exec"), "--pidfile", str(own / "dockerd.pid")]
+        where = Path(found).resolve().parent
+        env = {**os.environ, "PATH": f"{where}:{where.parent / 'bin'}:{os.environ['PATH']}"}
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                               start_new_session=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise UserError(f"dockerd exited at start (code {process.returncode}); "
                             f"see {STATE / 'dockerd.log'}")
         if engine.reachable():
-            engine.say("engine: started dockerd (containerd image store)")
+            engine.say(f"engine: started {dockerd} (containerd image store)")
             return process
         time.sleep(1)
     _stop(process)

@@ -2,8 +2,9 @@
 
 1. fetch each build's source on the host (sources.py);
 2. `docker buildx bake` the plan's targets, one dependency level at a time (bake.waves):
-   BuildKit builds the independent components of a wave in parallel, each shared
-   component once, and a dependent reads its dependencies' export folders;
+   BuildKit builds the independent components of a wave in parallel (one at a time
+   when a cache import is read: bake.batches), each shared component once, and a
+   dependent reads its dependencies' export folders;
 3. bake the runtime-dependency stage of each cell over its built wheels;
 4. audit each staged set's GPU code against the cell's archs (audit.py: a missing
    arch stops the build before anything is swapped in; the targets go into the manifest);
@@ -89,9 +90,9 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
 
 def _bake_waves(plan: Plan, options: bake.Options, builder: str | None,
                 tracker: progress.Tracker) -> engine.BuildResult:
-    """Bake the plan one dependency level at a time (bake.waves), until one fails."""
+    """Bake the plan one dependency level at a time (bake.batches), until one fails."""
     ok, vertices, errors, seconds = True, {}, [], 0.0
-    for wave in bake.waves(plan):
+    for wave in bake.batches(plan, options):
         result = engine.bake(bake.definition(plan, options, wave), wave,
                              workdir=options.exports, on_vertex=_progress(plan),
                              builder=builder, env=bake.jobs_secret(plan, options),

@@ -31,7 +31,7 @@ RELAY = Path(__file__).with_name("tcp_relay.py")
 PORT = 2375
 # The dockerd to run: the system's, unless WHEELFORGE_TEST_DOCKERD names another (e.g.
 # Debian unstable's 28.5, which `ci/setup-host.sh --current-engine` unpacks under
-# .cache/engines/current: see the Makefile).
+# .cache/engines/current; the Makefile's current pass names it).
 DOCKERD = os.environ.get("WHEELFORGE_TEST_DOCKERD") or "dockerd"
 
 

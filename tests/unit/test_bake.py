@@ -138,7 +138,7 @@ def test_the_client_cannot_change_the_definition(plan: planning.Plan, tmp_path: 
 
 def test_concurrency_is_the_widest_level(plan: planning.Plan, options: bake.Options):
     # llvm, torch, msg have no dependencies (level 0); fly (1); app (2)
-    assert bake.concurrency(plan) == 3
+    assert bake.concurrency(plan, options) == 3
     secret = json.loads(bake.jobs_secret(plan, options)[bake.JOBS_SECRET_ENV])
     assert secret == {"max_jobs": None, "concurrent": 3}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,17 @@ from wheelforge import wheels as wheel_builds  # noqa: E402
 
 DEMO = ROOT / "demo" / "recipes"
 CELLS = ("stable-bookworm-py3.11-x86-64-v2-default", "stable-bookworm-py3.11-x86-64-v3-default")
+
+
+def pytest_configure(config):
+    """A stopped test run (SIGTERM: a cancelled CI job, a timeout) unwinds like Ctrl-C, so
+    fixtures still stop their engines and registries and remove network namespaces,
+    veth links and forwarding rules, instead of leaving them behind."""
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_collection_modifyitems(items):

@@ -35,6 +35,21 @@ PORT = 2375
 DOCKERD = os.environ.get("WHEELFORGE_TEST_DOCKERD") or "dockerd"
 
 
+def release(dockerd: str) -> str:
+    """The version a dockerd binary reports (`Docker version 26.1.5+dfsg1, build ...`)."""
+    proc = subprocess.run([dockerd, "--version"], capture_output=True, text=True, check=False)
+    words = proc.stdout.replace(",", " ").split()
+    return words[2] if len(words) > 2 and words[:2] == ["Docker", "version"] else ""
+
+
+def same_release_as(server_version: str) -> str | None:
+    """The dockerd (WHEELFORGE_TEST_DOCKERD's, else the system's) of the engine's release."""
+    for dockerd in dict.fromkeys((DOCKERD, "dockerd")):
+        if shutil.which(dockerd) and release(dockerd) == server_version:
+            return dockerd
+    return None
+
+
 def missing() -> str | None:
     """Why no private engine can start here, or None."""
     if os.geteuid() != 0:

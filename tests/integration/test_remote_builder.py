@@ -49,11 +49,16 @@ def remote(engine, registry, tmp_path, monkeypatch):
         (config / "cli-plugins").symlink_to(plugins)
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
     env = {**os.environ, "DOCKER_CONFIG": str(config)}
-    # The system's dockerd, the same engine as this host's: BuildKit's cache keys are
-    # only promised to match between like engines (unstable's dockerd 28.5 missed every
-    # entry that 26.1 had exported, in this test).
+    # The same dockerd release as this host's engine: BuildKit's cache keys are only
+    # promised to match between like engines (a 26.1 remote missed every entry that a
+    # 28.5 engine had exported, and the other way round, in this test).
+    here = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                          capture_output=True, text=True, check=False).stdout.strip()
+    dockerd = private_engine.same_release_as(here)
+    if dockerd is None:
+        pytest.skip(f"no dockerd of this engine's release ({here}) to run as the remote")
     with private_engine.netns_engine(tmp_path / "remote-engine", relay_ports=(port,),
-                                     dockerd="dockerd") as eng:
+                                     dockerd=dockerd) as eng:
         name = "wf-remote"
         made = docker("context", "create", name, "--docker", f"host={eng.tcp}", env=env)
         assert made.returncode == 0, made.stderr

@@ -95,8 +95,8 @@ def build_jobs(spec):
     """(MAX_JOBS, how it was decided), computed here on the builder.
 
     The client's part arrives in the build-jobs secret (no cache key sees it): the
-    user's --max-jobs, and how many builds of the plan may run at once, among which
-    this builder's cores and memory are shared.
+    user's --max-jobs. Builds run one at a time (wheelforge/bake.py: batches), so each
+    gets this builder's cores and memory.
     """
     client = {}
     secret = SECRETS / "build-jobs"
@@ -104,12 +104,11 @@ def build_jobs(spec):
         client = json.loads(secret.read_text())
     if client.get("max_jobs"):
         return int(client["max_jobs"]), "--max-jobs"
-    concurrent = max(1, int(client.get("concurrent") or 1))
     cores, mem_gb = builder_cores(), builder_memory_gb()
-    by_memory = math.floor(mem_gb * 0.9 / concurrent / spec.get("mem_per_job_gb", 1.0))
-    jobs = max(1, min(cores // concurrent, by_memory))
+    by_memory = math.floor(mem_gb * 0.9 / spec.get("mem_per_job_gb", 1.0))
+    jobs = max(1, min(cores, by_memory))
     return jobs, (f"{cores} cores, {mem_gb:.1f} GiB, {spec.get('mem_per_job_gb', 1.0)} GiB "
-                  f"per job, {concurrent} builds at once")
+                  f"per job")
 
 
 def toolchain():

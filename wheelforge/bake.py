@@ -5,27 +5,22 @@ Each component build becomes a target of docker/Dockerfile.wheels (stage
 its outputs (wheels and/or an install prefix) to `exports/<target>/` on the host.
 
 Dependencies go by waves, not by `target:` contexts: `invoke wheels` bakes the
-builds of one dependency level at a time (waves()), and a dependent's `depN`
-contexts are its dependencies' export folders. Within a wave BuildKit builds
-independent components in parallel and caches each on its own. Why not one bake
-with `target:` contexts (the first design): a dependent's solve then holds its
-dependencies' steps too, resolved with whichever job reaches them first, so after
-a pruned builder a registry-cache import now and then rebuilt a dependency inside a
-dependent, or failed with "no active sessions" once the dependency's own job had
-ended. With export folders each target's solve is its own steps only; a local
-context is keyed by its content, so a dependency that came from the cache gives its
-dependents the same key. The price: an install prefix (LLVM/MLIR) is copied to the
-host and back into its dependents' builds.
-
-A build that reads a cache import (--cache-from, --cache-registry) bakes one target at
-a time (batches()): on BuildKit 0.25 (dockerd 28.5), targets of one bake that share
-steps and import their own cache refs miss their own build steps after a pruned
-builder (docker/buildx#3878, #414); the engine's whole width then goes to each build.
+builds in dependency order (waves(): a build's level is its longest dependency chain),
+one target per bake (batches()), and a dependent's `depN` contexts are its
+dependencies' export folders. Why not one bake with `target:` contexts (the first
+design): a dependent's solve then holds its dependencies' steps too, resolved with
+whichever job reaches them first, so after a pruned builder a registry-cache import
+now and then rebuilt a dependency inside a dependent, or failed with "no active
+sessions" once the dependency's own job had ended. Why not a wave per bake (the
+second): see batches(). With export folders each target's solve is its own steps
+only; a local context is keyed by its content, so a dependency that came from the
+cache gives its dependents the same key. The price: an install prefix (LLVM/MLIR) is
+copied to the host and back into its dependents' builds.
 
 Nothing in it depends on the client machine: MAX_JOBS is computed by the build
-step on the builder (the client's --max-jobs and the plan's width travel in a
-BuildKit secret), and registry/local caches are per build key (cache_tags), so
-builds of different variants, arch sets or channels never share an entry.
+step on the builder (the client's --max-jobs travels in a BuildKit secret), and
+registry/local caches are per build key (cache_tags), so builds of different
+variants, arch sets or channels never share an entry.
 """
 
 from __future__ import annotations
@@ -56,9 +51,9 @@ class Options:
 
 # The build-jobs secret: how many compile jobs a step may run is decided on the builder
 # from its own cores and memory (docker/build-component.py). What the client adds -- the
-# user's --max-jobs and how many targets of this plan can run at once -- reaches the step
-# as a BuildKit secret, which is not part of any cache key: a build started from a laptop
-# and one started from a 128-core runner share every cache entry.
+# user's --max-jobs -- reaches the step as a BuildKit secret, which is not part of any
+# cache key: a build started from a laptop and one started from a 128-core runner share
+# every cache entry.
 JOBS_SECRET_ENV = "WHEELFORGE_BUILD_JOBS"
 
 
@@ -74,39 +69,26 @@ def waves(plan: Plan) -> list[list[str]]:
     return out
 
 
-def imports_cache(options: Options) -> bool:
-    """Whether builds read a cache import (--cache-from, --cache-registry)."""
-    return bool(options.cache_from or options.cache_registry)
+def batches(plan: Plan) -> list[list[str]]:
+    """The bakes that build the plan, in order: one target each, wave after wave.
 
-
-def batches(plan: Plan, options: Options) -> list[list[str]]:
-    """The bakes that build the plan, in order: its waves, or, when builds read a cache
-    import, each wave's targets one bake at a time.
-
-    The targets of one bake share steps (the toolchain stage), and BuildKit solves a
-    shared step once for all of them. From BuildKit 0.2x (dockerd 28), when each target
-    imports its own cache refs, a target whose shared steps were matched through another
-    target's import then misses its own build step in its own import, and builds again
-    after a pruned builder (docker/buildx#3878, #414); with every target importing every
-    ref, all of them missed. A bake of one target has one job: its steps are matched in
-    its own import, as with dockerd 26.1.
+    Targets baked together share steps (the toolchain stage, the repository context),
+    which BuildKit solves once for all their jobs. That went wrong two ways: a shared
+    step that read the repository context through a job whose session had ended failed
+    the build with "no active sessions" (dockerd 26.1, about once in six whole-suite
+    passes), and on BuildKit 0.25 (dockerd 28.5) a target whose shared steps were
+    matched through another target's cache import missed its own build step in its own
+    import after a pruned builder, a different target each run (the behaviour of
+    docker/buildx#3878 and #414). A bake of one target is one job with one session, and
+    its steps are matched in its own import. Each build gets the builder's whole width
+    (MAX_JOBS), so compile-bound builds lose little by running one after another.
     """
-    if not imports_cache(options):
-        return waves(plan)
     return [[target] for wave in waves(plan) for target in wave]
 
 
-def concurrency(plan: Plan, options: Options) -> int:
-    """The most builds of the plan that BuildKit runs at once: the largest bake (the
-    widest wave, or 1 when bakes are single targets). Constant for a given plan and
-    cache setting; each build's MAX_JOBS is divided by it."""
-    return max((len(b) for b in batches(plan, options)), default=1)
-
-
-def jobs_secret(plan: Plan, options: Options) -> dict[str, str]:
+def jobs_secret(options: Options) -> dict[str, str]:
     """The environment `engine.bake` needs for the build-jobs secret."""
-    return {JOBS_SECRET_ENV: json.dumps({"max_jobs": options.max_jobs,
-                                         "concurrent": concurrency(plan, options)})}
+    return {JOBS_SECRET_ENV: json.dumps({"max_jobs": options.max_jobs})}
 
 
 def spec(build: Build) -> dict:

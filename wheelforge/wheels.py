@@ -1,10 +1,9 @@
 """`invoke wheels`: fetch sources, bake every planned component, assemble cell sets.
 
 1. fetch each build's source on the host (sources.py);
-2. `docker buildx bake` the plan's targets, one dependency level at a time (bake.waves):
-   BuildKit builds the independent components of a wave in parallel (one at a time
-   when a cache import is read: bake.batches), each shared component once, and a
-   dependent reads its dependencies' export folders;
+2. `docker buildx bake` the plan's targets one at a time in dependency order
+   (bake.batches), each shared component once, each with the builder's whole width;
+   a dependent reads its dependencies' export folders;
 3. bake the runtime-dependency stage of each cell over its built wheels;
 4. audit each staged set's GPU code against the cell's archs (audit.py: a missing
    arch stops the build before anything is swapped in; the targets go into the manifest);
@@ -90,12 +89,13 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
 
 def _bake_waves(plan: Plan, options: bake.Options, builder: str | None,
                 tracker: progress.Tracker) -> engine.BuildResult:
-    """Bake the plan one dependency level at a time (bake.batches), until one fails."""
+    """Bake the plan one target at a time in dependency order (bake.batches), until one
+    fails."""
     ok, vertices, errors, seconds = True, {}, [], 0.0
-    for wave in bake.batches(plan, options):
+    for wave in bake.batches(plan):
         result = engine.bake(bake.definition(plan, options, wave), wave,
                              workdir=options.exports, on_vertex=_progress(plan),
-                             builder=builder, env=bake.jobs_secret(plan, options),
+                             builder=builder, env=bake.jobs_secret(options),
                              on_status=tracker.feed)
         vertices.update(result.vertices)
         seconds += result.seconds

@@ -129,18 +129,19 @@ def test_max_jobs_is_no_build_arg(plan: planning.Plan, options: bake.Options):
 
 
 def test_the_client_cannot_change_the_definition(plan: planning.Plan, tmp_path: Path):
-    """--max-jobs and the plan's width reach the builder as a secret only."""
+    """--max-jobs reaches the builder as a secret only."""
     one = bake.Options(sources=tmp_path, exports=tmp_path, max_jobs=1)
     many = bake.Options(sources=tmp_path, exports=tmp_path, max_jobs=64)
     assert bake.definition(plan, one) == bake.definition(plan, many)
-    assert json.loads(bake.jobs_secret(plan, many)[bake.JOBS_SECRET_ENV])["max_jobs"] == 64
+    assert json.loads(bake.jobs_secret(many)[bake.JOBS_SECRET_ENV])["max_jobs"] == 64
 
 
-def test_concurrency_is_the_widest_level(plan: planning.Plan, options: bake.Options):
+def test_one_target_per_bake_in_dependency_order(plan: planning.Plan, options: bake.Options):
     # llvm, torch, msg have no dependencies (level 0); fly (1); app (2)
-    assert bake.concurrency(plan, options) == 3
-    secret = json.loads(bake.jobs_secret(plan, options)[bake.JOBS_SECRET_ENV])
-    assert secret == {"max_jobs": None, "concurrent": 3}
+    assert [len(w) for w in bake.waves(plan)] == [3, 1, 1]
+    assert bake.batches(plan) == [[t] for w in bake.waves(plan) for t in w]
+    secret = json.loads(bake.jobs_secret(options)[bake.JOBS_SECRET_ENV])
+    assert secret == {"max_jobs": None}
 
 
 # --- secrets ----------------------------------------------------------------------------------

@@ -128,8 +128,14 @@ fi
 
 # ---- what is there ----------------------------------------------------------------
 engine_version() {  # the running engine's version, else the installed dockerd's
-  docker version --format '{{.Server.Version}}' 2>/dev/null ||
-    { dockerd --version 2>/dev/null | awk '{ sub(",", "", $3); print $3 }'; }
+  local running
+  # Without a running daemon the client still prints an empty line (and exits 1).
+  running=$(docker version --format '{{.Server.Version}}' 2>/dev/null) || running=
+  if [ -n "$running" ]; then
+    echo "$running"
+  else
+    dockerd --version 2>/dev/null | awk '{ sub(",", "", $3); print $3 }'
+  fi
 }
 buildx_version() { docker buildx version 2>/dev/null | awk '{ print $2 }'; }
 

@@ -29,16 +29,21 @@ def stub(folder: Path, name: str, body: str) -> None:
 
 
 def host(tmp_path: Path, *, engine: str | None, buildx: str | None, have: tuple[str, ...],
-         uid: int = 0, os_release: str = UBUNTU) -> dict[str, str]:
-    """A PATH and environment for one kind of host; returns the environment."""
+         uid: int = 0, os_release: str = UBUNTU, running: bool = True) -> dict[str, str]:
+    """A PATH and environment for one kind of host; returns the environment. With
+    running=False the engine is installed but its daemon is stopped: the client then
+    prints an empty line for the server's version and exits 1, as the real one does."""
     bin_ = tmp_path / "bin"
     bin_.mkdir()
     for tool in TOOLS:
         os.symlink(shutil.which(tool), bin_ / tool)
+    if engine and not running:
+        stub(bin_, "dockerd", f'echo "Docker version {engine}, build abc"')
+    server = engine if running else None
     if engine or buildx:
         stub(bin_, "docker", f"""
 case "$1 $2" in
-  "version --format") [ -n "{engine or ''}" ] && echo "{engine or ''}" || exit 1 ;;
+  "version --format") [ -n "{server or ''}" ] && echo "{server or ''}" || {{ echo; exit 1; }} ;;
   "buildx version") [ -n "{buildx or ''}" ] && echo "github.com/docker/buildx {buildx} abc" \
                       || exit 1 ;;
 esac""")
@@ -74,6 +79,16 @@ def test_an_engine_that_came_first_is_used_and_nothing_of_it_is_installed(tmp_pa
     assert pip[0].endswith("ci/requirements-dev.txt")
     assert "engine 28.5.2, buildx v0.29.1" in proc.stdout
     assert not any((tmp_path / "apt" / "sources.list.d").iterdir())
+
+
+def test_an_installed_engine_whose_daemon_is_stopped_is_not_installed_again(tmp_path):
+    env = host(tmp_path, engine="26.1.5+dfsg1", buildx="0.13.1+ds1",
+               have=("docker-registry", "debootstrap", "chromium"), running=False)
+    proc, calls = setup(env)
+    assert proc.returncode == 0, proc.stderr
+    assert not [c for c in calls if c.startswith(("apt-get", "sudo"))], calls
+    assert "older than" not in proc.stdout + proc.stderr
+    assert "engine 26.1.5+dfsg1, buildx 0.13.1+ds1" in proc.stdout
 
 
 def test_dry_run_says_what_it_would_install_and_runs_nothing(tmp_path):

@@ -109,8 +109,18 @@ def escape(value: str) -> str:
     return value.replace("${", "$${").replace("%{", "%%{")
 
 
-def cache_ref(spec_: str, tag: str) -> str:
-    """A per-component cache location from a user's --cache-to/--cache-from base."""
+FALLBACK_REPO = "fallback"  # registry caches: the fallback tags' repository, under REPO
+
+
+def cache_ref(spec_: str, tag: str, *, fallback: bool = False) -> str:
+    """A per-component cache location from a user's --cache-to/--cache-from base.
+
+    A registry's fallback tags live in REPO/fallback, not beside the exact ones: one
+    build exports both at once, the same blobs, and distribution 2.8's filesystem
+    storage rewrites a blob's link file on each upload (truncate, then write), so an
+    index PUT that reads the link in between is refused with `400 manifest blob unknown`
+    when both go to one repository (bench/RESULTS.md). Each repository has its own links.
+    """
     parts = dict(p.split("=", 1) for p in spec_.split(",") if "=" in p)
     kind = parts.get("type", "")
     if kind == "registry" and "ref" in parts:
@@ -118,6 +128,8 @@ def cache_ref(spec_: str, tag: str) -> str:
         last = repo.rsplit("/", 1)[-1]
         if "/" in repo and ":" in last:  # drop a tag the user gave; the tag is ours
             repo = repo[: repo.rindex(":")]
+        if fallback:
+            repo = f"{repo}/{FALLBACK_REPO}"
         parts["ref"] = f"{repo}:{tag}"
     elif kind == "local":
         for key in ("src", "dest"):
@@ -182,9 +194,13 @@ def cache_specs(build: Build, options: Options) -> tuple[list[str], list[str]]:
         src, dest = registry_specs(options.cache_registry)
         froms.append(src)
         tos.append(dest)
-    tags = cache_tags(build)
-    return ([cache_ref(c, tag) for c in dict.fromkeys(froms) for tag in tags],
-            [cache_ref(c, tag) for c in dict.fromkeys(tos) for tag in tags])
+    exact, fallback = cache_tags(build)
+
+    def refs(specs: list[str]) -> list[str]:
+        return [ref for c in dict.fromkeys(specs)
+                for ref in (cache_ref(c, exact), cache_ref(c, fallback, fallback=True))]
+
+    return refs(froms), refs(tos)
 
 
 def secrets(options: Options) -> list[str]:

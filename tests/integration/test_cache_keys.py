@@ -68,8 +68,11 @@ def test_variants_built_in_parallel_keep_their_own_registry_cache(engine, regist
     (a, _), (b, _) = first["a"], first["b"]
     assert a.key != b.key
     reg = Registry(registry.host)
-    tags = set(reg.tags(repo))
-    mine = {v: set(bake.cache_tags(first[v][0])) for v in VARIANTS}
+    tags = {f"{repo}:{t}" for t in reg.tags(repo)}
+    tags |= {f"{repo}/{bake.FALLBACK_REPO}:{t}" for t in reg.tags(f"{repo}/{bake.FALLBACK_REPO}")}
+    mine = {v: {f"{repo}:{bake.cache_tags(first[v][0])[0]}",
+                f"{repo}/{bake.FALLBACK_REPO}:{bake.cache_tags(first[v][0])[1]}"}
+            for v in VARIANTS}
     assert mine["a"] <= tags and mine["b"] <= tags
     assert not mine["a"] & mine["b"]  # no tag is written by both
     assert reg.resolve(repo, a.target) != reg.resolve(repo, b.target)

@@ -200,7 +200,7 @@ def test_cache_per_key_exact_and_per_cell_fallback(plan: planning.Plan, tmp_path
     fallback = f"fly--{plan.cells[0].id}"
     assert by["fly"]["cache-from"][:2] == [  # its own two first; its dependencies' after
         f"type=registry,ref=reg.example.invalid/cache:{fly.target}",
-        f"type=registry,ref=reg.example.invalid/cache:{fallback}"]
+        f"type=registry,ref=reg.example.invalid/cache/fallback:{fallback}"]
     assert by["fly"]["cache-to"] == [f"type=local,dest=/c/{fly.target}",
                                      f"type=local,dest=/c/{fallback}"]
 

@@ -94,8 +94,14 @@ def test_each_build_writes_a_timeline_with_a_bar_per_component_and_cell(demo_bui
     png = screenshot(latest, tmp_path / "timeline.png", tmp_path / "profile")
     colours = png_colours(png)
     assert len(colours) > 50  # text, anti-aliasing, bars: not a blank page
-    for state in {b["class"].split()[1] for b in bars}:  # every bar colour shows, large
-        assert colours.get(rgb(timeline.COLOURS[state]), 0) > 500, state
+    for state in {b["class"].split()[1] for b in bars}:  # every bar colour shows, large:
+        # at least half the area its bars and legend swatch are filled with (inside a
+        # critical-path outline, 3 px wide), so narrow bars count for what they are
+        area = 16 * 12 + sum(
+            max(0.0, float(b["width"]) - (3 if b.get("stroke") else 0))
+            * max(0.0, float(b["height"]) - (3 if b.get("stroke") else 0))
+            for b in bars if b["class"].split()[1] == state)
+        assert colours.get(rgb(timeline.COLOURS[state]), 0) >= area / 2, (state, area)
     for colour in (*timeline.COLOURS.values(), timeline.CRITICAL):  # and the legend
         assert colours.get(rgb(colour), 0) > 50, colour
 

@@ -35,7 +35,7 @@ test-integration:  ## the integration tests, once per engine of WHEELFORGE_TEST_
 	    current) config=$(CURRENT_DOCKER_CONFIG); dockerd=$(WHEELFORGE_TEST_DOCKERD) ;; \
 	    *) echo "WHEELFORGE_TEST_ENGINES: $$e is not oldest, current or both" >&2; exit 2 ;; \
 	  esac; \
-	  echo "== integration tests on the $$e engine: $$(DOCKER_CONFIG=$$config docker buildx version)$${dockerd:+; $$($$dockerd --version)}"; \
+	  echo "== integration tests on the $$e engine: $$(DOCKER_CONFIG=$$config docker buildx version)$${dockerd:+; $$($$dockerd --version)}; $$(df -h --output=avail . | tail -1 | tr -d ' ') free here"; \
 	  DOCKER_CONFIG=$$config WHEELFORGE_TEST_DOCKERD=$$dockerd WHEELFORGE_TEST_ENGINE=$$e python3 -m pytest -m "integration and not gpu" || exit 1; \
 	done
 

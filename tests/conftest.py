@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import registry_server  # noqa: E402
+from tests import diskspace, registry_server  # noqa: E402
 from wheelforge import app, bake, demo, localenv  # noqa: E402
 from wheelforge import image as images  # noqa: E402
 from wheelforge import plan as planning  # noqa: E402
@@ -57,10 +57,12 @@ def _require(binary: str) -> None:
 @pytest.fixture(scope="session")
 def engine() -> bool:
     """The engine the tests build on; True when this test run started it. One that
-    answers is used; else WHEELFORGE_TEST_DOCKERD (default: the system's) is started."""
+    answers is used; else WHEELFORGE_TEST_DOCKERD (default: the system's) is started on
+    an empty data root of its own, removed when the run ends (localenv, scratch)."""
     dockerd = os.environ.get("WHEELFORGE_TEST_DOCKERD") or "dockerd"
     _require(dockerd)
-    with localenv.engine_running(dockerd) as started:
+    diskspace.require_free()
+    with localenv.engine_running(dockerd, scratch=True) as started:
         yield started
 
 

@@ -4,7 +4,8 @@ The demo stacks name images that this project makes itself (`docker import` of
 a debootstrap root); production stacks name real images, pulled as usual.
 
 The Debian mirror is the host's own (the first main-archive entry of its apt
-sources), or WHEELFORGE_DEBIAN_MIRROR. Each root is kept as a tar file under
+sources), or WHEELFORGE_DEBIAN_MIRROR. Each root is kept as a gzip-compressed tar
+file (a third of the root's size; `docker import` reads it as it is) under
 .cache/base, named by what went into it, so an engine that lost the image (or a
 second engine with its own storage) imports the same root again in seconds
 instead of bootstrapping a moving suite such as sid anew.
@@ -127,7 +128,7 @@ def root_tar(ref: str, mirror: str, apt_conf: str) -> Path:
     spec = MADE_HERE[ref]
     identity = json.dumps([spec.suite, sorted(spec.packages), mirror, apt_conf])
     slug = re.sub(r"[^A-Za-z0-9._-]", "_", ref.split("/", 1)[-1])
-    return CACHE / f"{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.tar"
+    return CACHE / f"{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.tgz"
 
 
 def make_image(ref: str, *, refresh: bool = False) -> None:
@@ -171,8 +172,8 @@ def _bootstrap(ref: str, mirror: str, apt_conf: str, tar: Path) -> None:
             ["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W",
              "-f=${Package} ${Version}\\n"], capture_output=True, text=True, check=False)
         partial = tar.with_name(f".{tar.name}.partial")
-        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(partial), "."],
-                       check=True)
+        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner",
+                        "--use-compress-program=gzip -1", "-cf", str(partial), "."], check=True)
         partial.rename(tar)  # complete or absent
         tar.with_suffix(".packages").write_text(versions.stdout)
     engine.say(f"base image: {spec.suite} root for {ref} bootstrapped and saved in "

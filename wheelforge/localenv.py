@@ -3,6 +3,10 @@
 An engine that already answers is reused and left running. Otherwise dockerd is
 started with the containerd image store (needed for cache export, local outputs
 and named contexts) and stopped again by whoever started it.
+
+A scratch engine (the test suite's) starts on an empty data root of its own and
+that root is removed when it stops: a run leaves no images or build cache behind,
+and two runs, or two engine releases in one run, never share or pile up storage.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,17 +29,23 @@ from .settings import ENGINE_STATE as STATE
 
 
 @contextlib.contextmanager
-def engine_running(dockerd: str = "dockerd") -> Iterator[bool]:
+def engine_running(dockerd: str = "dockerd", *, scratch: bool = False) -> Iterator[bool]:
     """Yield with an engine that has buildx; stop it afterwards if we started it.
 
     Yields True when the engine was started here (and so belongs to this run).
     `dockerd` is the program to start when none answers: the system's, or another
     release's (e.g. one unpacked beside it), which then gets a data root and exec root
-    of its own under the state folder, so two releases never share one.
+    of its own under the state folder, so two releases never share one. With
+    `scratch`, an engine started here always gets its own roots, empty at the start
+    and removed after it stops (an engine that already answered is left as it is).
     """
-    process = None
+    process, own = None, None
     if not engine.reachable():
-        process = _start_dockerd(dockerd)
+        if scratch or dockerd != "dockerd":
+            own = STATE / "releases" / hashlib.sha256(dockerd.encode()).hexdigest()[:12]
+            if scratch:
+                remove_root(own)
+        process = _start_dockerd(dockerd, own)
     try:
         if not engine.has_buildx():
             raise UserError("docker buildx is not installed; run ci/setup-host.sh "
@@ -48,9 +59,36 @@ def engine_running(dockerd: str = "dockerd") -> Iterator[bool]:
     finally:
         if process is not None:
             _stop(process)
+            if scratch:
+                remove_root(own)
 
 
-def _start_dockerd(dockerd: str) -> subprocess.Popen:
+def remove_root(root: Path) -> None:
+    """Delete a stopped engine's own root (data or exec root). Refused while anything
+    is mounted under it (a dockerd killed with containers running): removing files
+    through a bind mount would delete what it shows from the host."""
+    if not root.exists():
+        return
+    prefix = str(root.resolve()) + "/"
+    with open("/proc/self/mounts") as mounts:  # blanks in mount points read as octal \040
+        points = [re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), line.split()[1])
+                  for line in mounts]
+    held = [point for point in points if (point + "/").startswith(prefix)]
+    if held:
+        raise UserError(f"engine root {root}: {held[0]} is still mounted ({len(held)} mount(s)); "
+                        f"unmount them (umount -R) and delete {root} by hand")
+    shutil.rmtree(root)
+    engine.say(f"engine: removed {root}")
+
+
+def dockerd_path(dockerd: str) -> str:
+    """PATH for running `dockerd`: its own folder and the `bin` beside it first, so a
+    release unpacked elsewhere runs its own containerd, runc and docker-init."""
+    where = Path(shutil.which(dockerd) or dockerd).resolve().parent
+    return f"{where}:{where.parent / 'bin'}:{os.environ.get('PATH', '')}"
+
+
+def _start_dockerd(dockerd: str, own: Path | None) -> subprocess.Popen:
     found = shutil.which(dockerd)
     if found is None:
         raise UserError(f"no Docker engine answers and {dockerd} is not installed; "
@@ -63,12 +101,10 @@ def _start_dockerd(dockerd: str) -> subprocess.Popen:
     config.write_text(json.dumps({"features": {"containerd-snapshotter": True}}))
     log = (STATE / "dockerd.log").open("ab")
     cmd, env = ["dockerd", "--config-file", str(config)], None
-    if dockerd != "dockerd":  # another release: its own roots, its own helpers first
-        own = STATE / "releases" / hashlib.sha256(found.encode()).hexdigest()[:12]
+    if own is not None:  # roots of its own; another release's helpers first on PATH
         cmd = [found, "--config-file", str(config), "--data-root", str(own / "data"),
                "--exec-root", str(own / "exec"), "--pidfile", str(own / "dockerd.pid")]
-        where = Path(found).resolve().parent
-        env = {**os.environ, "PATH": f"{where}:{where.parent / 'bin'}:{os.environ['PATH']}"}
+        env = {**os.environ, "PATH": dockerd_path(found)}
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                start_new_session=True)
     deadline = time.monotonic() + 90

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from wheelforge import localenv
 from wheelforge.localenv import stop_group
 
 RELAY = Path(__file__).with_name("tcp_relay.py")
@@ -127,8 +128,7 @@ def netns_engine(root: Path, *, index: int = 0, relay_ports: tuple[int, ...] = (
             "insecure-registries": [f"{host_addr}:{p}" for p in relay_ports],
         }))
         log = (root / "dockerd.log").open("ab")
-        dockerd_dir = Path(shutil.which(dockerd) or dockerd).resolve().parent
-        path = f"{dockerd_dir}:{dockerd_dir.parent / 'bin'}:{os.environ.get('PATH', '')}"
+        path = localenv.dockerd_path(dockerd)
         daemon = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{netns}", "env", f"PATH={path}", dockerd,
              "--config-file", str(config),
@@ -144,8 +144,8 @@ def netns_engine(root: Path, *, index: int = 0, relay_ports: tuple[int, ...] = (
             stop_group(process)
         for cmd in reversed(undo):
             _run(*cmd, check=False)
-        shutil.rmtree(exec_root, ignore_errors=True)
-        shutil.rmtree(root / "data", ignore_errors=True)
+        localenv.remove_root(exec_root)
+        localenv.remove_root(root / "data")
 
 
 def _relay(netns: str | None, listen: str, target: str) -> subprocess.Popen:

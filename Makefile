@@ -36,7 +36,8 @@ test-integration:  ## the integration tests, once per engine of WHEELFORGE_TEST_
 	    *) echo "WHEELFORGE_TEST_ENGINES: $$e is not oldest, current or both" >&2; exit 2 ;; \
 	  esac; \
 	  echo "== integration tests on the $$e engine: $$(DOCKER_CONFIG=$$config docker buildx version)$${dockerd:+; $$($$dockerd --version)}; $$(df -h --output=avail . | tail -1 | tr -d ' ') free here"; \
-	  DOCKER_CONFIG=$$config WHEELFORGE_TEST_DOCKERD=$$dockerd WHEELFORGE_TEST_ENGINE=$$e python3 -m pytest -m "integration and not gpu" || exit 1; \
+	  DOCKER_CONFIG=$$config WHEELFORGE_TEST_DOCKERD=$$dockerd WHEELFORGE_TEST_ENGINE=$$e python3 -m pytest -m "integration and not gpu" \
+	    || { echo "== the $$e pass failed; $$(df -h --output=avail . | tail -1 | tr -d ' ') free here"; exit 1; }; \
 	done
 
 test-unit:        ## tests that need no engine

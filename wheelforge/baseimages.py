@@ -5,7 +5,7 @@ a debootstrap root); production stacks name real images, pulled as usual.
 
 The Debian mirror is the host's own (the first main-archive entry of its apt
 sources), or WHEELFORGE_DEBIAN_MIRROR. Each root is kept as a gzip-compressed tar
-file (a third of the root's size; `docker import` reads it as it is) under
+file (about 40% of the root's size; `docker import` reads it as it is) under
 .cache/base, named by what went into it, so an engine that lost the image (or a
 second engine with its own storage) imports the same root again in seconds
 instead of bootstrapping a moving suite such as sid anew.

@@ -43,9 +43,7 @@ def engine_running(dockerd: str = "dockerd", *, scratch: bool = False) -> Iterat
     if not engine.reachable():
         if scratch or dockerd != "dockerd":
             own = STATE / "releases" / hashlib.sha256(dockerd.encode()).hexdigest()[:12]
-            if scratch:
-                remove_root(own)
-        process = _start_dockerd(dockerd, own)
+        process = _start_dockerd(dockerd, own, fresh=scratch)
     try:
         if not engine.has_buildx():
             raise UserError("docker buildx is not installed; run ci/setup-host.sh "
@@ -88,7 +86,7 @@ def dockerd_path(dockerd: str) -> str:
     return f"{where}:{where.parent / 'bin'}:{os.environ.get('PATH', '')}"
 
 
-def _start_dockerd(dockerd: str, own: Path | None) -> subprocess.Popen:
+def _start_dockerd(dockerd: str, own: Path | None, *, fresh: bool) -> subprocess.Popen:
     found = shutil.which(dockerd)
     if found is None:
         raise UserError(f"no Docker engine answers and {dockerd} is not installed; "
@@ -96,6 +94,8 @@ def _start_dockerd(dockerd: str, own: Path | None) -> subprocess.Popen:
     if os.geteuid() != 0:
         raise UserError("no Docker engine answers; start one, or run as root so that "
                         "dockerd can be started here")
+    if fresh and own is not None:  # what a killed run left behind
+        remove_root(own)
     STATE.mkdir(parents=True, exist_ok=True)
     config = STATE / "daemon.json"
     config.write_text(json.dumps({"features": {"containerd-snapshotter": True}}))

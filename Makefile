@@ -14,6 +14,8 @@ CURRENT_DOCKERD := $(CURDIR)/.cache/engines/current/root/usr/sbin/dockerd
 WHEELFORGE_TEST_DOCKERD ?= $(CURRENT_DOCKERD)
 ENGINES := $(if $(filter both,$(WHEELFORGE_TEST_ENGINES)),oldest current,$(WHEELFORGE_TEST_ENGINES))
 CURRENT_DOCKER_CONFIG := $(CURDIR)/.cache/engines/current/docker-config
+# shell text: the free disk where the tests write, printed around each pass
+FREE_HERE = $$(df -h --output=avail . | tail -1 | tr -d ' ') free here
 
 setup:            ## install engine, buildx, registry, debootstrap, Python tools
 	bash ci/setup-host.sh
@@ -35,9 +37,9 @@ test-integration:  ## the integration tests, once per engine of WHEELFORGE_TEST_
 	    current) config=$(CURRENT_DOCKER_CONFIG); dockerd=$(WHEELFORGE_TEST_DOCKERD) ;; \
 	    *) echo "WHEELFORGE_TEST_ENGINES: $$e is not oldest, current or both" >&2; exit 2 ;; \
 	  esac; \
-	  echo "== integration tests on the $$e engine: $$(DOCKER_CONFIG=$$config docker buildx version)$${dockerd:+; $$($$dockerd --version)}; $$(df -h --output=avail . | tail -1 | tr -d ' ') free here"; \
+	  echo "== integration tests on the $$e engine: $$(DOCKER_CONFIG=$$config docker buildx version)$${dockerd:+; $$($$dockerd --version)}; $(FREE_HERE)"; \
 	  DOCKER_CONFIG=$$config WHEELFORGE_TEST_DOCKERD=$$dockerd WHEELFORGE_TEST_ENGINE=$$e python3 -m pytest -m "integration and not gpu" \
-	    || { echo "== the $$e pass failed; $$(df -h --output=avail . | tail -1 | tr -d ' ') free here"; exit 1; }; \
+	    || { echo "== the $$e pass failed; $(FREE_HERE)"; exit 1; }; \
 	done
 
 test-unit:        ## tests that need no engine

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wheelforge import localenv
-from wheelforge.localenv import stop_group
 
 RELAY = Path(__file__).with_name("tcp_relay.py")
 PORT = 2375
@@ -141,7 +140,7 @@ def netns_engine(root: Path, *, index: int = 0, relay_ports: tuple[int, ...] = (
         yield eng
     finally:
         for process in reversed(processes):
-            stop_group(process)
+            localenv.stop_group(process)
         for cmd in reversed(undo):
             _run(*cmd, check=False)
         localenv.remove_root(exec_root)
@@ -156,7 +155,7 @@ def _relay(netns: str | None, listen: str, target: str) -> subprocess.Popen:
                                start_new_session=True)
     ready = process.stdout.readline() if process.stdout else b""
     if b"listening" not in ready:
-        stop_group(process)
+        localenv.stop_group(process)
         raise RuntimeError(f"tcp relay {listen} -> {target} did not start: {ready!r}")
     return process
 

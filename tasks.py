@@ -129,15 +129,29 @@ def image(c, cells=None, tag=None, builder=None):
             "path": "a wheel, a folder of wheels, a wheel set or any file/folder (repeatable)",
             "archs": "judge against these gfx archs, e.g. gfx942,gfx950 (default: a set's "
                      "manifest; other paths are then only reported)",
-            "json": "print the result as JSON"},
+            "json": "print the result as JSON",
+            "links": "link audit instead: every ELF file must load in --image (libraries, "
+                     "symbol versions, symbols)",
+            "image": "with --links: the runtime image (a local image or a root folder; "
+                     "default: each set's manifest runtime_image)",
+            "jit": "JIT coverage instead: which run-time-compiled modules (recipes' jit) each "
+                   "set carries prebuilt, and for which archs"},
       iterable=["path"])
 @app.guarded
-def audit(c, cells=None, path=None, archs=None, json=False):
-    """GPU-target audit: which gfx targets the wheels' GPU code carries; exit 1 if one lacks."""
+def audit(c, cells=None, path=None, archs=None, json=False, links=False, image=None,
+          jit=False):
+    """GPU-target audit: which gfx targets the wheels' GPU code carries; exit 1 if one lacks.
+    With --links: the link audit (ldd -r, statically) against the runtime image; with --jit:
+    the JIT coverage of each set."""
     from wheelforge import audit as gpu_audit
+    from wheelforge import jitcoverage, linkaudit
     from wheelforge.image import cell_dirs
 
     sets = cell_dirs(app.WHEELS, cells) if cells or not path else []
+    if jit:
+        raise SystemExit(jitcoverage.run_sets(sets, as_json=json))
+    if links or image:
+        raise SystemExit(linkaudit.run_sets(sets, path or [], image=image, as_json=json))
     raise SystemExit(gpu_audit.run([*sets, *(path or [])], archs=archs, as_json=json))
 
 

@@ -137,7 +137,9 @@ def build(target):
     comp = spec["component"]
     where = f"component={comp}"
     have = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    if have != spec["python"]:
+    # Prebuilt wheels (an index source) are downloaded for the cell's Python (pip download
+    # --python-version): the image's own Python only runs pip. Everything else builds with it.
+    if have != spec["python"] and not spec.get("prebuilt"):
         fail(target, f"{where} the build image has Python {have}, the cell wants "
                      f"{spec['python']}; fix the stack's build_image or the matrix python")
     link_dependencies()

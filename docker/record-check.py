@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Runs inside Dockerfile.clean (standard library only), next to wheelset-check.py.
 
+  env DIR                     the environment is the manifest's runtime_env (each variable
+                              set to its value; Dockerfile.clean's ENV slots)
   apt DIR                     the runtime system packages the set's manifest.json names
   snapshot VENV               every file of a fresh venv (before anything is installed)
   after DIR VENV SNAPSHOT     the installed image obeys the runtime policy:
@@ -59,6 +61,25 @@ def manifest(folder):
 
 
 PYC_RE = re.compile(r"^(?P<stem>[^.]+)\.[A-Za-z0-9_-]+(?:\.opt-[12])?\.pyc$")
+
+
+def runtime_env(folder):
+    wanted = manifest(folder).get("runtime_env", {})
+    if not isinstance(wanted, dict):
+        fail("manifest.json: runtime_env: not a mapping; rebuild the set with invoke wheels")
+    if len(wanted) > 4:
+        fail(f"manifest.json: runtime_env has {len(wanted)} variables, and the image has four "
+             f"slots (Dockerfile.clean ENV1..ENV4); set fewer")
+    for slot, (name, value) in enumerate(sorted(wanted.items()), 1):
+        if os.environ.get(name) != value:
+            have = os.environ.get(name)
+            fail(f"runtime image: the cell's runtime_env sets {name}={value}, the image has "
+                 f"{name}={have if have is not None else '(unset)'}; build with --build-arg "
+                 f"ENV{slot}_NAME={name} --build-arg ENV{slot}_VALUE={value} (invoke image "
+                 f"passes them)")
+    if wanted:
+        print("runtime image: environment " + " ".join(f"{k}={v}" for k, v in
+                                                      sorted(wanted.items())), flush=True)
 
 
 def runtime_apt(folder):
@@ -175,11 +196,14 @@ def after(folder, venv, snapshot_file):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args[:1] == ["apt"] and len(args) == 2:
+    if args[:1] == ["env"] and len(args) == 2:
+        runtime_env(Path(args[1]))
+    elif args[:1] == ["apt"] and len(args) == 2:
         runtime_apt(Path(args[1]))
     elif args[:1] == ["snapshot"] and len(args) == 2:
         snapshot(Path(args[1]))
     elif args[:1] == ["after"] and len(args) == 4:
         after(Path(args[1]), Path(args[2]), args[3])
     else:
-        sys.exit("usage: record-check.py apt DIR | snapshot VENV | after DIR VENV SNAPSHOT")
+        sys.exit("usage: record-check.py env DIR | apt DIR | snapshot VENV | "
+                 "after DIR VENV SNAPSHOT")

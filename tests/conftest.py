@@ -172,3 +172,6 @@ def new_lz4c_commit(tmp: Path, note: str) -> tuple[str, Path]:
 
 
 LZ4C_URL = "https://demo.wheelforge.invalid/lz4-c.git"
+# The demo's components on its CPU stack (bookworm)
+CPU_COMPONENTS = frozenset({"liblz4", "lz4", "pkgconfig", "msgpack", "msgpack-numpy", "scmext",
+                            "jitdemo"})

@@ -21,6 +21,7 @@ from . import plan as planning
 from .errors import UserError
 from .options import build_options, ca_bundle_path, inputs
 from .settings import CACHE, WHEELS
+from .wheels import runtime_env
 
 __all__ = ["CACHE", "WHEELS", "build_options", "ca_bundle_path", "guarded", "inputs",
            "matrix_include", "plan_json", "planning", "show_plan"]
@@ -74,6 +75,9 @@ def show_plan(p: planning.Plan, options: bake.Options, *, as_json: bool) -> str:
             rows.append((name, b.source.label(), b.key[:12], ",".join(d.rsplit("-", 1)[0]
                          for d in b.deps) or "-", shared))
         lines.append(render(["component", "source", "key", "needs", ""], rows))
+        env = runtime_env(p, cell.id)
+        if env:
+            lines.append("runtime env: " + " ".join(f"{k}={v}" for k, v in env.items()))
         lines.append("")
     lines.append(f"{len(p.builds)} builds for {len(p.cells)} cells:")
     for b in p.builds.values():
@@ -81,6 +85,8 @@ def show_plan(p: planning.Plan, options: bake.Options, *, as_json: bool) -> str:
         lines.append(f"    source: {b.source.label()}")
         for key, value in b.env:
             lines.append(f"    env:    {key}={value}")
+        for name, spec, why in b.versions:
+            lines.append(f"    wheel:  {name}{spec}  ({why})")
         for step in b.steps:
             lines.append(f"    step:   {' '.join(step.split())}")
     lines.append("")

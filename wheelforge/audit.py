@@ -1,17 +1,37 @@
 """GPU-target audit: which AMD GPU targets the GPU code in wheels carries, and what is missing.
 
-Wheels are read, never installed or run (gpucode.py reads the binaries). Each
-piece of GPU code is judged on its own:
+Wheels are read, never installed or run (gpucode.py reads the binaries; gpujudge.py
+applies the rules below). A wheel's GPU code comes as:
 
-- every offload bundle (one per translation unit) inside a member, and
-- every kernel: standalone code objects kept in per-arch folders
+- offload bundles (one per translation unit; clang offload bundles in ``.hip_fatbin``,
+  offload binaries in ``.llvm.offloading``) inside a member, each one a unit, and
+- kernels: standalone code objects. Those kept in per-arch folders
   (``hsa/gfx942/x.co``, ``hsa/gfx950/x.co``) count as ONE kernel, named by its path
-  with the arch folder shown as ``<arch>``.
+  with the arch folder shown as ``<arch>``; a folder tree is the path before the arch
+  folder (``hsa``).
 
-Against a cell's archs a bundle or kernel passes when each arch is covered by one
-of its targets (a generic target such as gfx9-4-generic covers gfx942 and gfx950;
-``gfx942:xnack-`` covers gfx942). A finding is one line:
-``wheel: member: bundle N: missing gfx950``.
+An arch is covered by a target that runs on it (a generic target such as
+gfx9-4-generic covers gfx942 and gfx950; ``gfx942:xnack-`` covers gfx942). Against a
+cell's archs, one finding line per:
+
+- a bundle lacking one of them (``wheel: member: bundle N: missing gfx950``): a bundle
+  is built for a list of archs, and one left out is a build that went wrong;
+- a per-arch folder tree lacking one of them: every arch of the cell needs a folder
+  (named for it, or a generic target's covering it) holding a code object that runs on
+  it (``wheel: hsa/<arch>: no kernels for gfx950``);
+- an arch the wheel has no code for at all while it carries GPU code (no bundle, folder
+  or code object covers it: ``wheel: no code for gfx942 (its GPU code is for gfx950
+  only)``), unless a bundle or tree finding already names that arch or some code is
+  not readable here; a wheel without GPU code is fine;
+- a code object in the folder of an arch it does not run on (``hsa/gfx942/x.co is in
+  folder gfx942 but holds gfx950``), and anything unreadable.
+
+A standalone code object is single-arch by nature, in a per-arch folder or not, and
+vendors ship kernels for one arch only by design (AITER's gfx950-only kernels, its
+fp4 Triton AOT ``.hsaco`` files): a kernel without code for some arch of the cell is
+counted and shown (``partial_kernels``, ``kernels_without`` per arch, the table's
+"partial kernels" column), never a finding by itself. Code not readable here (zstd
+bundles without a decompressor) is a note, not a finding.
 
 Only the standard library is needed, so a runtime image can run it as a script:
 ``python3 -m wheelforge.audit DIR_OR_WHEEL ... [--archs gfx942,gfx950] [--json]``.
@@ -32,32 +52,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gpucode, gputargets
+from . import gpucode, gpujudge, gputargets
 from .errors import UserError
+from .gpujudge import NOT_HERE, Member, Unit, covered
 from .settings import AUDIT_CACHE
 
 MANIFEST = "manifest.json"
 CACHE = AUDIT_CACHE  # gate's, by sha256
-NOT_HERE = "not readable here"
-
-
-@dataclass(frozen=True)
-class Member:
-    """A file (inside a wheel, or on disk) that carries GPU code."""
-
-    path: str
-    blobs: tuple[gpucode.Blob, ...]
-
-
-@dataclass(frozen=True)
-class Unit:
-    """What is judged: one bundle of a member, or one kernel over its arch folders."""
-
-    kind: str  # "bundle" or "kernel"
-    label: str
-    targets: tuple[str, ...]
-    problems: tuple[str, ...] = ()
-    misplaced: tuple[str, ...] = ()  # "folder gfx942 holds gfx950" for kernels
 
 
 @dataclass(frozen=True)
@@ -68,44 +69,12 @@ class WheelReport:
     problem: str = ""
 
     def units(self) -> list[Unit]:
-        units: list[Unit] = []
-        kernels: dict[str, list[tuple[str, gpucode.Blob]]] = {}
-        for member in self.members:
-            for blob in member.blobs:
-                if blob.kind == "code object":
-                    kernels.setdefault(kernel_key(member.path, blob.where), []).append(
-                        (member.path, blob))
-                else:
-                    label = f"{member.path}: {blob.where or blob.kind}"
-                    units.append(Unit("bundle", label, blob.targets,
-                                      (blob.problem,) if blob.problem else ()))
-        for key, found in sorted(kernels.items()):
-            targets = tuple(sorted({t for _, b in found for t in b.targets}))
-            problems = tuple(f"{path}: {b.problem}" for path, b in found if b.problem)
-            units.append(Unit("kernel", f"kernel {key}", targets, problems,
-                              tuple(_misplaced(path, b) for path, b in found
-                                    if _misplaced(path, b))))
-        return units
+        return gpujudge.units(self.members)
 
-
-def kernel_key(path: str, where: str = "") -> str:
-    """The kernel a code object belongs to: its path with arch folders shown as <arch>."""
-    parts = path.split("/")
-    folders = ["<arch>" if gputargets.ARCH_RE.match(p) else p for p in parts[:-1]]
-    key = "/".join(folders + parts[-1:])
-    return f"{key}({where})" if where else key
-
-
-def _misplaced(path: str, blob: gpucode.Blob) -> str:
-    folders = [p for p in path.split("/")[:-1] if gputargets.ARCH_RE.match(p)]
-    if not folders or not blob.targets or any(gputargets.covers(t, folders[-1])
-                                              for t in blob.targets):
-        return ""
-    return f"{path} is in folder {folders[-1]} but holds {', '.join(blob.targets)}"
-
-
-def _covered(targets: Iterable[str], arch: str) -> bool:
-    return any(gputargets.covers(t, arch) for t in targets)
+    def findings(self) -> list[str]:
+        lines = [f"{self.name}: {self.problem}"] if self.problem else []
+        return lines + [f"{self.name}: {line}"
+                        for line in gpujudge.findings(self.members, self.archs)]
 
 
 @dataclass(frozen=True)
@@ -114,18 +83,7 @@ class Result:
 
     @property
     def findings(self) -> list[str]:
-        lines = []
-        for wheel in self.wheels:
-            if wheel.problem:
-                lines.append(f"{wheel.name}: {wheel.problem}")
-            for unit in wheel.units():
-                lines += [f"{wheel.name}: {unit.label}: unreadable ({p})"
-                          for p in unit.problems if NOT_HERE not in p]
-                lines += [f"{wheel.name}: {m}" for m in unit.misplaced]
-                missing = [a for a in wheel.archs if not _covered(unit.targets, a)]
-                if missing and not any(NOT_HERE in p for p in unit.problems):
-                    lines.append(f"{wheel.name}: {unit.label}: missing {', '.join(missing)}")
-        return lines
+        return [line for wheel in self.wheels for line in wheel.findings()]
 
     @property
     def notes(self) -> list[str]:
@@ -137,7 +95,9 @@ class Result:
         return not self.findings
 
     def manifest_targets(self) -> dict[str, dict]:
-        """Per wheel: GPU files, bundles, kernels and the bundles/kernels per arch."""
+        """Per wheel: GPU files, bundles, kernels, the bundles/kernels per arch, the kernels
+        without code for some arch (``partial_kernels``, ``kernels_without``: per arch) and
+        the per-arch folder trees with their arch folders."""
         out = {}
         for wheel in self.wheels:
             units = wheel.units()
@@ -150,11 +110,15 @@ class Result:
                 "single_arch_kernels": sum(
                     u.kind == "kernel" and len({gputargets.base_arch(t) for t in u.targets}) == 1
                     for u in units),
+                "partial_kernels": gpujudge.partial_total(units, wheel.archs),
+                "kernels_without": gpujudge.partial(units, wheel.archs),
+                "trees": {tree: sorted(folders) for tree, folders
+                          in gpujudge.trees(wheel.members).items()},
                 "unreadable": sum(bool(u.problems) for u in units),
                 "targets": targets,
-                "archs": {a: {"bundles": sum(u.kind == "bundle" and _covered(u.targets, a)
+                "archs": {a: {"bundles": sum(u.kind == "bundle" and covered(u.targets, a)
                                              for u in units),
-                              "kernels": sum(u.kind == "kernel" and _covered(u.targets, a)
+                              "kernels": sum(u.kind == "kernel" and covered(u.targets, a)
                                              for u in units)} for a in archs},
             }
         return out
@@ -181,14 +145,19 @@ class Result:
             units = wheel.units()
 
             def count(arch: str, kind: str, units: list[Unit] = units) -> int:
-                return sum(u.kind == kind and (_covered(u.targets, arch) if judged else any(
+                return sum(u.kind == kind and (covered(u.targets, arch) if judged else any(
                     gputargets.base_arch(t) == arch for t in u.targets)) for u in units)
 
+            total = gpujudge.partial_total(units, wheel.archs)
+            lacking = ", ".join(f"{n} lack {a}" for a, n in
+                                gpujudge.partial(units, wheel.archs).items() if n)
             rows.append([wheel.name, len(wheel.members),
                          sum(u.kind == "bundle" for u in units),
                          sum(u.kind == "kernel" for u in units),
+                         f"{total} ({lacking})" if total else 0,
                          *[f"{count(a, 'bundle')}/{count(a, 'kernel')}" for a in archs]])
-        headers = ["wheel", "gpu files", "bundles", "kernels", *[f"{a} b/k" for a in archs]]
+        headers = ["wheel", "gpu files", "bundles", "kernels", "partial kernels",
+                   *[f"{a} b/k" for a in archs]]
         return _render(headers, rows)
 
 

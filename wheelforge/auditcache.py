@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import gpucode
+from .gpujudge import Member
 
 _READERS = ("gpucode.py", "elfread.py", "audit.py")
 
@@ -58,8 +59,6 @@ def cached(folder: Path | None, sha256: str | None, read: Callable[[], Any],
 
 
 def _members(data: list) -> list:
-    from .audit import Member  # audit imports this module
-
     return [Member(str(m["path"]), tuple(gpucode.Blob(
         str(b["kind"]), str(b["where"]), tuple(map(str, b["targets"])), str(b["problem"]),
         str(b["detail"])) for b in m["blobs"])) for m in data]

@@ -101,7 +101,9 @@ def spec(build: Build) -> dict:
         env.setdefault("PACKAGES", " ".join(src.packages))
     return {"component": build.component, "python": build.python, "env": env,
             "steps": list(build.steps), "wheels": list(build.wheels), "prefix": build.prefix,
-            "mem_per_job_gb": build.mem_per_job_gb}
+            "mem_per_job_gb": build.mem_per_job_gb,
+            # prebuilt wheels: downloaded for the cell's Python, whatever the image's is
+            **({"prebuilt": True} if src.kind == "index" else {})}
 
 
 def escape(value: str) -> str:

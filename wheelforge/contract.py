@@ -16,7 +16,16 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import branchpin, buildreads, indexsource, readsource, sources, upstream, wheelname
+from . import (
+    branchpin,
+    buildreads,
+    contractrun,
+    indexsource,
+    readsource,
+    sources,
+    upstream,
+    wheelname,
+)
 from .errors import UserError, did_you_mean
 from .model import Build, Inputs, Plan
 from .settings import ROOT
@@ -66,6 +75,7 @@ def check(p: Plan, ins: Inputs, *, cache: Path, work: Path,
                             f"{', '.join(sorted(components))}")
     seen: set[tuple[str, str]] = set()
     out: list[Finding] = []
+    ran: dict[str, _Ran] = {}  # target -> what the run checks computed
     for b in p.builds.values():
         ident = (b.component, repr(sorted(b.source.identity().items())))
         if ident in seen or b.component in seen:
@@ -78,8 +88,8 @@ def check(p: Plan, ins: Inputs, *, cache: Path, work: Path,
                                message=f"not checked (--skip {b.component}): "
                                f"{b.source.label()}"))
             continue
-        out += _check_build(b, p, ins, cache=cache, work=work)
-    return out
+        out += _check_build(b, p, ins, cache=cache, work=work, ran=ran)
+    return out + _check_set_requirements(p, ins, ran)
 
 
 def require_no_errors(p: Plan, ins: Inputs, *, cache: Path, work: Path, say) -> None:
@@ -119,7 +129,44 @@ def _recipe(b: Build, ins: Inputs) -> _Recipe:
     return _Recipe(path, b.recipe_file)
 
 
-def _check_build(b: Build, p: Plan, ins: Inputs, *, cache: Path, work: Path) -> list[Finding]:
+@dataclass(frozen=True)
+class _Ran:
+    version: str | None  # what the build will produce, as computed
+    requirements: list  # (Requirement, where): what its build requires
+
+
+def _check_set_requirements(p: Plan, ins: Inputs, ran: dict[str, _Ran]) -> list[Finding]:
+    """Each build's requirements against the versions its cells' sets will contain."""
+    out: list[Finding] = []
+    for cell in p.cells:
+        targets = p.cell_targets[cell.id]
+        have: dict[str, str] = {}
+        for target in targets.values():
+            b = p.builds[target]
+            computed = ran[target].version if target in ran else None
+            for name, spec, _ in b.versions:
+                version = computed or spec.lstrip("=<>~!")
+                have[name] = version
+        for target in targets.values():
+            if target not in ran:
+                continue
+            b = p.builds[target]
+            r = _recipe(b, ins)
+            others = {k: v for k, v in have.items()
+                      if k not in {upstream.normalize(w) for w in b.wheels}}
+            contractrun.check_requirements(
+                ran[target].requirements, others,
+                lambda level, keys, message, b=b, r=r, cell=cell.id: out.append(Finding(
+                    level=level, file=r.file, line=r.line(*keys), component=b.component,
+                    message=f"{message} (cell {cell})")))
+    unique: dict[str, Finding] = {}
+    for f in out:  # one line per requirement, not one per cell
+        unique.setdefault(f.message.rsplit(" (cell ", 1)[0], f)
+    return list(unique.values())
+
+
+def _check_build(b: Build, p: Plan, ins: Inputs, *, cache: Path, work: Path,
+                 ran: dict[str, _Ran]) -> list[Finding]:
     r = _recipe(b, ins)
     src_node = r.data.get("source") or {}
 
@@ -149,6 +196,22 @@ def _check_build(b: Build, p: Plan, ins: Inputs, *, cache: Path, work: Path) -> 
     files = buildreads.build_files(tree, mentioned)
     out += _check_env(b, tree, files, finding)
     out += _check_requirements(b, p, tree, finding)
+
+    def say(level: str, keys: tuple, message: str) -> None:
+        out.append(finding(level, keys, message))
+
+    computed = contractrun.check_version(b, tree, say)
+    non_isolated = any(_NON_ISOLATED.search(s) for s in b.steps)
+    req_files = [w for s in b.steps for w in _words(s)
+                 if _REQ_FILE.search(w) and (tree / w).is_file()]
+    upstream_reqs = contractrun.build_requirements(b, tree, non_isolated, req_files)
+    ran[b.target] = _Ran(computed.version, upstream_reqs)
+    templates = {str(k): str(v) for k, v in (r.data.get("env") or {}).items()}
+    contractrun.check_runtime_env(b, templates, p.matrix.variant_variables, tree, say)
+    contractrun.check_abi_pins(
+        [(req, i) for i, step in enumerate(b.steps)
+         for _, _, word in _pip_installs(_words(step)) if (req := _requirement(word))],
+        upstream_reqs, say)
     name = upstream.dist_name(tree)
     label = (f"upstream {name.name or '(name unknown)'} {name.version or ''} ({name.file})"
              if name else "no Python packaging")
@@ -235,7 +298,7 @@ def _check_requirements(b: Build, p: Plan, tree: Path, finding) -> list[Finding]
         if files and ">" in " ".join(words):
             target = words[-1] if words[-2:-1] == [">"] else words[-1].lstrip(">")
             derived[target] = (tree / files[0], exclude)
-        for name, req_file in _pip_installs(words):
+        for name, req_file, _ in _pip_installs(words):
             if req_file is None:
                 provided.add(upstream.normalize(name))
             elif req_file in derived:
@@ -277,9 +340,10 @@ def _dependency_outputs(b: Build, p: Plan) -> set[str]:
     return out
 
 
-def _pip_installs(words: list[str]) -> list[tuple[str, str | None]]:
-    """(name, None) for each requirement a `pip install` names; ('', FILE) for each -r FILE."""
-    out: list[tuple[str, str | None]] = []
+def _pip_installs(words: list[str]) -> list[tuple[str, str | None, str]]:
+    """(name, None, word) for each requirement a `pip install` names; ('', FILE, word) for
+    each -r FILE."""
+    out: list[tuple[str, str | None, str]] = []
     i = 0
     while i < len(words) - 1:
         if words[i].split("/")[-1] in ("pip", "pip3") and words[i + 1] == "install":
@@ -287,21 +351,31 @@ def _pip_installs(words: list[str]) -> list[tuple[str, str | None]]:
             while i < len(words) and words[i] not in ("&&", "||", ";", "|"):
                 w = words[i]
                 if w in ("-r", "--requirement") and i + 1 < len(words):
-                    out.append(("", words[i + 1]))
+                    out.append(("", words[i + 1], w))
                     i += 1
                 elif w.startswith("--requirement="):
-                    out.append(("", w.split("=", 1)[1]))
+                    out.append(("", w.split("=", 1)[1], w))
                 elif w in _PIP_VALUE_OPTIONS:
                     i += 1
                 elif w.endswith(".whl"):
-                    out.append((wheelname.distribution_of(w), None))
+                    out.append((wheelname.distribution_of(w), None, w))
                 elif not w.startswith(("-", "/", ".", "$")) and "/" not in w:
                     name = upstream.requirement_name(w)
                     if name:
-                        out.append((name, None))
+                        out.append((name, None, w))
                 i += 1
         i += 1
     return out
+
+
+def _requirement(word: str):
+    """A requirement a step names as a word (pybind11==3.0.4), or None."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        return Requirement(word) if word and not word.endswith(".whl") else None
+    except InvalidRequirement:
+        return None
 
 
 def _grep_exclude(words: list[str]) -> re.Pattern | None:

@@ -10,8 +10,10 @@ demo/recipes/matrix.yaml rewrites that prefix to these local repositories,
 the same mechanism a mirror or an air-gapped host uses.
 
 The ROCm stack's components are this project's own small HIP libraries
-(demo/hip/<name>); each becomes a repository `<name>.git` with one commit of that
-tree, again with fixed authors and dates, remade whenever the tree changes.
+(demo/hip/<name>), and demo/py/scmext is a pybind11 extension versioned by
+setuptools_scm whose .dockerignore drops .git (as MORI's does); each becomes a
+repository `<name>.git` with one commit of that tree (tag v0.1.0), again with fixed
+authors and dates, remade whenever the tree changes.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from .model import Resolved
 from .settings import DEMO_GIT as REPOS
 from .settings import ROOT
 
-HIP_SOURCES = ROOT / "demo" / "hip"
-HIP_REPOS = ("hipsaxpy", "hipblend")
+TREES = (ROOT / "demo" / "hip" / "hipsaxpy", ROOT / "demo" / "hip" / "hipblend",
+         ROOT / "demo" / "py" / "scmext", ROOT / "demo" / "py" / "jitdemo")
 DEMO_URL = "https://demo.wheelforge.invalid/"
 LZ4_SDIST = Resolved(kind="sdist", name="lz4", version="4.4.4",
                      sha256="070fd0627ec4393011251a094e08ed9fdcc78cb4e7ab28f507638eee4e39abda")
@@ -43,8 +45,8 @@ _IDENTITY = {
 
 def make_repos(dest: Path = REPOS) -> dict[str, str]:
     """Create (or find) every demo repository; return name.git -> head commit."""
-    return {**_lz4_repos(dest), **{f"{name}.git": make_tree_repo(HIP_SOURCES / name, dest)
-                                   for name in HIP_REPOS}}
+    return {**_lz4_repos(dest), **{f"{tree.name}.git": make_tree_repo(tree, dest)
+                                   for tree in TREES}}
 
 
 def make_tree_repo(tree: Path, dest: Path = REPOS) -> str:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import baseimages, engine, selection, table, wheelset
+from . import baseimages, engine, imageroot, selection, table, wheelset
 from .errors import UserError, did_you_mean
 from .settings import ROOT
 
@@ -52,6 +52,17 @@ def default_tag(manifest: dict) -> str:
     return f"{manifest.get('repository', 'wheelforge/runtime')}:{manifest['cell']}"
 
 
+def env_args(manifest: dict) -> list[str]:
+    """The manifest's runtime_env as Dockerfile.clean's NAME/VALUE slots (four at most)."""
+    env = sorted((manifest.get("runtime_env") or {}).items())
+    if len(env) > 4:
+        raise UserError(f"{manifest['cell']}: runtime_env has {len(env)} variables; "
+                        f"Dockerfile.clean has four slots (ENV1..ENV4): set fewer")
+    return [arg for slot, (name, value) in enumerate(env, 1)
+            for arg in ("--build-arg", f"ENV{slot}_NAME={name}",
+                        "--build-arg", f"ENV{slot}_VALUE={value}")]
+
+
 def labels_args(manifest: dict, manifest_sha: str) -> list[str]:
     values = {
         "IMAGE_SOURCE": SOURCE_URL, "IMAGE_REVISION": manifest.get("wheelforge_revision", ""),
@@ -72,10 +83,12 @@ def build(cell_dir: Path, *, tag: str | None = None, builder: str | None = None,
     args = ["build", *(["--builder", builder] if builder else []),
             "-f", str(ROOT / "docker" / "Dockerfile.clean"),
             "--build-context", f"wheels={cell_dir.resolve()}",
+            # pyelftools for the link audit (no network in the build): imageroot.py
+            "--build-context", f"tools={imageroot.tools_context()}",
             "--build-arg", f"RUNTIME_IMAGE={base}",
             # the manifest's runtime_apt is read inside the build; this adds to it
             "--build-arg", f"RUNTIME_APT={runtime_apt}",
-            *labels_args(manifest, manifest_sha),
+            *labels_args(manifest, manifest_sha), *env_args(manifest),
             *(["--no-cache"] if no_cache else []),
             "--provenance=false", "--sbom=false", "--load", "-t", tag, str(ROOT)]
     engine.say(f"image: building {tag} from {cell_dir}")

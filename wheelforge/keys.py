@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 
+from . import versions
 from .matrix import Cell
 from .model import Build, Resolved
 from .recipes import Recipe
@@ -23,7 +24,7 @@ BUILD_FILES = (DOCKERFILE, ROOT / "docker" / "build-component.py")
 
 def build_for(recipe: Recipe, cell: Cell, source: Resolved, deps: list[Build],
                files_hash: str) -> Build:
-    values = cell.var()
+    values = {**cell.var(), "version": versions.placeholder(recipe, cell.channel, source.commit)}
     env = tuple((k, v.format_map(values)) for k, v in recipe.env)
     uses_archs = bool(recipe.variables & {"archs", "archs_comma", "arch"})
     apt = tuple(dict.fromkeys((*cell.stack.builder_apt, *recipe.apt)))
@@ -46,6 +47,10 @@ def build_for(recipe: Recipe, cell: Cell, source: Resolved, deps: list[Build],
         prefix=recipe.prefix, imports=recipe.imports, runtime=recipe.runtime,
         archs=cell.archs if uses_archs else (), mem_per_job_gb=recipe.mem_per_job_gb,
         runtime_apt=recipe.runtime_apt, step_lines=recipe.step_lines, cells=(cell.id,),
+        runtime_env=tuple((k, v.format_map(values)) for k, v in recipe.runtime_env),
+        smoke=recipe.smoke, jit=recipe.jit,
+        versions=tuple((name, e.spec, e.why) for name, e in sorted(versions.expected(
+            recipe, cell.channel, source.kind, source.packages).items())),
     )
 
 

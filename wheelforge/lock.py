@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from . import wheelname
 from .errors import UserError
 from .settings import ROOT
 
@@ -34,9 +35,30 @@ if TYPE_CHECKING:
     from .model import Plan
 
 # Every stack's runtime image is x86_64 with glibc 2.28 or newer: the lock is resolved for
-# that platform, so each locked version has a wheel for every runtime image.
+# that platform, so each locked version has a wheel for every runtime image; or for the
+# newest glibc a wheel of the set itself needs (amd-mori 1.2.4 is manylinux_2_39 only),
+# since the set cannot install on an older one anyway (`platform`).
 PLATFORM = "x86_64-manylinux_2_28"
 MACHINE = "x86_64"
+_LEGACY_MANYLINUX = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
+
+
+def platform(wheels: Iterable[Path]) -> str:
+    """The platform a lock is resolved for: PLATFORM, or the newest manylinux glibc that
+    one of the set's own wheels requires (each wheel needs the oldest of its own tags)."""
+    floor = int(PLATFORM.rsplit("_", 1)[1])
+    for wheel in wheels:
+        needed = []
+        for tag in wheelname.parse(wheel.name).tags:
+            plat = tag.split("-")[-1]
+            match = re.fullmatch(r"manylinux_2_(\d+)_x86_64", plat)
+            minor = int(match.group(1)) if match else _LEGACY_MANYLINUX.get(
+                plat.removesuffix("_x86_64"))
+            if minor is not None:
+                needed.append(minor)
+        if needed:
+            floor = max(floor, min(needed))
+    return f"{MACHINE}-manylinux_2_{floor}"
 LOCK_FILE_IN_STEP = "requirements.txt"  # its name in the runtime-deps step's `lock` context
 
 

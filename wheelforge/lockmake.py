@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 
 from . import settings
 from .errors import UserError
-from .lock import PLATFORM, metadata, needs, parse
+from .lock import metadata, needs, parse, platform
 from .settings import ROOT
 
 if TYPE_CHECKING:
@@ -106,7 +106,8 @@ def resolve(stack: str, python: str, wheels: list[Path], *, extra_indexes: Itera
     words = subprocess.run([*uv, "--version"], capture_output=True, text=True,
                            check=False).stdout.split()
     uv_version = words[1] if len(words) > 1 else "?"
-    flags = ["--generate-hashes", "--python-version", python, "--python-platform", PLATFORM,
+    target = platform(wheels)
+    flags = ["--generate-hashes", "--python-version", python, "--python-platform", target,
              "--only-binary", ":all:", "--index-strategy", "unsafe-best-match"]
     with tempfile.TemporaryDirectory(prefix="wheelforge-lock-") as tmp:
         links = Path(tmp, "own")
@@ -139,7 +140,7 @@ def resolve(stack: str, python: str, wheels: list[Path], *, extra_indexes: Itera
                      if not ln.startswith("# The following packages were excluded")
                      and not (ln.startswith("# ") and canonicalize_name(ln[2:]) in own))
     header = [
-        f"# Runtime-dependency lock: stack {stack}, Python {python}, {PLATFORM}.",
+        f"# Runtime-dependency lock: stack {stack}, Python {python}, {target}.",
         f"# Made by `invoke lock --recipes {recipes}` with uv {uv_version}:",
         "#   uv pip compile requirements.in " + " ".join(flags[:5]),
         "#     " + " ".join(flags[5:]),

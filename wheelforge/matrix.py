@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import gitrefs, schema, selection, tags
 from .errors import UserError, did_you_mean
-from .recipes import CELL_VARIABLES
+from .recipes import CELL_VARIABLES, RECIPE_VARIABLES
 from .schema import Where
 from .yamlsource import load
 
@@ -33,6 +33,7 @@ class Stack:
     python: tuple[str, ...] = ()  # this stack's Python versions; () = the matrix's `python`
     archs: tuple[str, ...] = ()  # this stack's arch set names; () = every arch set
     runtime_toolchain: str = "forbidden"  # `allowed`: its runtime image may hold a compiler
+    jit_coverage: str = "report"  # `required`: a module compiled at first use refuses the set
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,8 +222,8 @@ def _variants(top: Where) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
         for key in vars_node.node if vars_node else ():
             if not VAR_RE.fullmatch(key):
                 raise vars_node.fail(key, "variable names are lowercase letters, digits and _")
-            if key in CELL_VARIABLES:  # it would silently replace the cell's own value
-                raise vars_node.fail(key, f"{{{key}}} is set by the cell itself; "
+            if key in CELL_VARIABLES or key in RECIPE_VARIABLES:  # it would shadow that value
+                raise vars_node.fail(key, f"{{{key}}} is set by the cell or the recipe itself; "
                                           f"give the variable another name")
             pairs.append((key, schema.string(vars_node, key)))
         if names is not None and names != {k for k, _ in pairs}:
@@ -243,7 +244,7 @@ def _stacks(top: Where, arch_names: list[str]) -> tuple[Stack, ...]:
             raise node.fail(name, "stack names are lowercase letters, digits, . _ + -")
         stack = schema.mapping(node, name, required=True)
         schema.check_keys(stack, {"build_image", "runtime_image", "builder_apt", "runtime_apt",
-                                  "python", "archs", "runtime_toolchain"},
+                                  "python", "archs", "runtime_toolchain", "jit_coverage"},
                           required=("build_image", "runtime_image"))
         python = schema.string_list(stack, "python", pattern=PYTHON_RE,
                                     what="Python version (3.N)")
@@ -262,6 +263,11 @@ def _stacks(top: Where, arch_names: list[str]) -> tuple[Stack, ...]:
         if toolchain not in ("allowed", "forbidden"):
             raise stack.fail("runtime_toolchain", f"{toolchain!r}: write allowed or forbidden "
                                                   f"(forbidden: no compiler in the runtime image)")
+        coverage = schema.string(stack, "jit_coverage", default="report")
+        if coverage not in ("report", "required"):
+            raise stack.fail("jit_coverage", f"{coverage!r}: write report or required (required: "
+                                             f"a set in which a module would compile at first "
+                                             f"use is refused)")
         out.append(Stack(
             name=name,
             build_image=_image(stack, "build_image"),
@@ -271,6 +277,7 @@ def _stacks(top: Where, arch_names: list[str]) -> tuple[Stack, ...]:
             runtime_apt=schema.string_list(stack, "runtime_apt", pattern=schema.NAME_RE,
                                            what="apt package"),
             python=python, archs=stack_archs, runtime_toolchain=toolchain,
+            jit_coverage=coverage,
         ))
     if not out:
         raise top.fail("stacks", "declares no stack")

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import gitrefs
+from . import gitrefs, versions
 from .matrix import Cell, Matrix
+from .recipes import SmokeCheck
 from .settings import RECIPES
 
 if TYPE_CHECKING:
@@ -85,6 +86,16 @@ class Build:
     runtime_apt: tuple[str, ...] = ()  # not in the key: nothing of the build uses it
     step_lines: tuple[int, ...] = ()  # each step's line in recipe_file; not in the key
     cells: tuple[str, ...] = ()
+    # (wheel name, PEP 440 specifier, where it comes from) per output wheel (versions.py);
+    # not in the key: a check of the output, not an input of the build
+    versions: tuple[tuple[str, str, str], ...] = ()
+    # set in the runtime image (rendered recipe runtime_env); not in the key: no build uses it
+    runtime_env: tuple[tuple[str, str], ...] = ()
+    smoke: tuple[SmokeCheck, ...] = ()  # the recipe's own checks in the runtime image
+    jit: tuple[tuple[str, object], ...] = ()  # where its JIT modules are (jitcoverage.py)
+
+    def expected_versions(self) -> dict[str, versions.Expectation]:
+        return {name: versions.Expectation(spec, why) for name, spec, why in self.versions}
 
 
 @dataclass(frozen=True, kw_only=True)

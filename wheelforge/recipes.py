@@ -13,10 +13,12 @@ import string as _string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 from . import indexsource, schema
 from .errors import UserError, did_you_mean
 from .schema import Where
-from .yamlsource import load, text_of
+from .yamlsource import Mapping, Sequence, load, text_of
 
 # All applied with `fullmatch` (see schema.py).
 COMMIT_RE = re.compile(r"[0-9a-f]{40}")
@@ -29,6 +31,7 @@ URL_RE = re.compile(r"(?:https?|ssh|git|file)://(?:/|[A-Za-z0-9\[])[A-Za-z0-9._~
 DIST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 REQ_RE = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}(\[[A-Za-z0-9,._-]{1,200}\])?(==|>=|<=|~=)?[A-Za-z0-9.+!*-]{0,100}")
+MEMBER_PATH_RE = re.compile(r"[A-Za-z0-9_.*{}\[\]-][A-Za-z0-9_./*{}\[\]-]{0,299}")
 MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}(\.[A-Za-z_][A-Za-z0-9_]{0,99}){0,20}")
 APT_RE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,127}(=[A-Za-z0-9.+:~-]{1,128})?")
 # Variables the build itself sets for every step (docker/build-component.py, the secrets and
@@ -54,6 +57,12 @@ CELL_VARIABLES = {
     "stack": "the cell's stack (e.g. rocm7.2)",
     "channel": "the cell's channel (stable or nightly)",
     "variant": "the cell's variant name",
+}
+# A placeholder of the recipe itself: its outputs.version, as the cell's build must produce it
+# (versions.py: exactly that version on a pinned source, a later one on a branch head).
+RECIPE_VARIABLES = {
+    "version": "the version the build must produce (outputs.version; on a nightly branch "
+               "head, that version with .post1.dev0+g<commit>)",
 }
 SOURCE_KINDS = ("git", "sdist", "index", "path")
 
@@ -98,6 +107,15 @@ Source = GitSource | SdistSource | IndexSource | PathSource
 
 
 @dataclass(frozen=True, kw_only=True)
+class SmokeCheck:
+    """One check of a component in its runtime image: a shell command that must exit 0."""
+
+    name: str
+    run: str
+    gpu: bool = False  # needs a GPU: skipped (and said) where the smoke has none
+
+
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
     name: str
     file: str  # as shown in messages, e.g. recipes/aiter.yaml
@@ -108,6 +126,10 @@ class Recipe:
     env: tuple[tuple[str, str], ...]  # ordered KEY -> template
     steps: tuple[str, ...]
     wheels: tuple[str, ...]  # distribution names the build must produce
+    version: str | None = None  # outputs.version: the version its wheels must have
+    runtime_env: tuple[tuple[str, str], ...] = ()  # KEY -> template, set in the runtime image
+    smoke: tuple[SmokeCheck, ...] = ()  # its own checks, run in the runtime image
+    jit: tuple[tuple[str, object], ...] = ()  # modules, prebuilt, never (jitcoverage.py)
     prefix: bool  # produces an install prefix (an intermediate artifact, not a wheel)
     imports: tuple[str, ...]  # modules the runtime image must import
     runtime: bool  # its wheels go into the runtime image
@@ -144,7 +166,7 @@ def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) ->
     top = Where(display, data)
     schema.check_keys(top, {"name", "description", "source", "depends", "apt", "env", "steps",
                             "outputs", "imports", "runtime", "mem_per_job_gb", "runtime_apt",
-                            "stacks"},
+                            "stacks", "runtime_env", "smoke", "jit"},
                       required=("name", "source", "steps", "outputs"))
     name = schema.string(top, "name", required=True, pattern=schema.NAME_RE,
                          what="component name (lowercase letters, digits, . _ + -)")
@@ -162,25 +184,36 @@ def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) ->
     if "stacks" in top.node and not stacks:
         raise top.fail("stacks", "lists no stack; name at least one, or remove the key to "
                                  "build for every stack")
-    env, variables = _env(top, extra_variables)
+    outputs = schema.mapping(top, "outputs", required=True)
+    schema.check_keys(outputs, {"wheels", "prefix", "version"})
+    version = _version(outputs)
+    env, variables = _env(top, extra_variables, version)
+    runtime_env, runtime_variables = _env(top, extra_variables, version, key="runtime_env")
+    variables |= runtime_variables
     steps = schema.string_list(top, "steps", multiline=True)
     if not steps:
         raise top.fail("steps", "needs at least one build step")
-    outputs = schema.mapping(top, "outputs", required=True)
-    schema.check_keys(outputs, {"wheels", "prefix"})
     wheels = schema.string_list(outputs, "wheels", pattern=DIST_RE, what="distribution name")
     prefix = schema.boolean(outputs, "prefix", default=False)
     if not wheels and not prefix:
         raise outputs.fail(None, "produces nothing; list outputs.wheels or set outputs.prefix")
+    if version is not None and not wheels:
+        raise outputs.fail("version", "a version is for wheels, and this recipe lists none; "
+                                      "remove it")
     imports = schema.string_list(top, "imports", pattern=MODULE_RE, what="Python module name")
     runtime = schema.boolean(top, "runtime", default=bool(wheels))
     if runtime and not wheels:
         raise top.fail("runtime", "a component without wheels cannot go into the runtime "
                                   "image; set runtime: false")
+    if (runtime_env or "smoke" in top.node) and not runtime:
+        key = "runtime_env" if runtime_env else "smoke"
+        raise top.fail(key, "is for a component of the runtime image, and this one is not "
+                            "(runtime: false, or no wheels); remove it")
     return Recipe(
         name=name, file=display,
         description=schema.string(top, "description", multiline=True) or "",
         source=source, depends=depends, apt=apt, env=env, steps=steps, wheels=wheels,
+        version=version, runtime_env=runtime_env, smoke=_smoke(top), jit=_jit(top),
         prefix=prefix, imports=imports, runtime=runtime, runtime_apt=runtime_apt,
         stacks=stacks, line_of_stacks=data.lines.get("stacks", data.line),
         mem_per_job_gb=schema.number(top, "mem_per_job_gb", default=1.0, minimum=0.1),
@@ -253,11 +286,62 @@ def _url(src: Where, key: str, what: str) -> str | None:
     return url
 
 
-def _env(top: Where, extra: frozenset[str]) -> tuple[tuple[tuple[str, str], ...], set[str]]:
-    env = schema.mapping(top, "env")
+def _version(outputs: Where) -> str | None:
+    """outputs.version: a PEP 440 version, as the wheels' file names will carry it."""
+    raw = schema.string(outputs, "version", pattern=schema.REF_RE, what="version")
+    if raw is None:
+        return None
+    try:
+        return str(Version(raw))
+    except InvalidVersion:
+        raise outputs.fail("version", f"{raw!r} is not a PEP 440 version (e.g. 1.2.2, "
+                                      f"0.1.6rc0); write the version without a leading "
+                                      f"tag prefix such as 'v'") from None
+
+
+def _jit(top: Where) -> tuple[tuple[str, object], ...]:
+    """`jit:` where the wheel lists its run-time-compiled modules and where a prebuilt one
+    lies ({module} in the pattern); `never`: globs of modules upstream never prebuilds."""
+    node = schema.mapping(top, "jit")
+    if node is None:
+        return ()
+    schema.check_keys(node, {"modules", "prebuilt", "never"}, required=("modules", "prebuilt"))
+    modules = schema.string(node, "modules", pattern=MEMBER_PATH_RE, what="path in the wheel")
+    prebuilt = schema.string(node, "prebuilt", pattern=MEMBER_PATH_RE, what="path in the wheel")
+    if "{module}" not in prebuilt:
+        raise node.fail("prebuilt", f"{prebuilt!r} has no {{module}}; write where a module's "
+                                    f"prebuilt file lies, e.g. aiter/jit/{{module}}.so")
+    never = schema.string_list(node, "never", pattern=MEMBER_PATH_RE, what="module glob")
+    return (("modules", modules), ("prebuilt", prebuilt), ("never", list(never)))
+
+
+def _smoke(top: Where) -> tuple[SmokeCheck, ...]:
+    """`smoke:` a list of {name, run, gpu}: the component's own checks in its image."""
+    if "smoke" not in top.node:
+        return ()
+    if not isinstance(top.node["smoke"], Sequence) or not top.node["smoke"]:
+        raise top.fail("smoke", "must be a list of checks ({name: ..., run: ...} items)")
+    items, out = top.child("smoke"), []
+    for i, raw in enumerate(top.node["smoke"]):
+        if not isinstance(raw, Mapping):
+            raise items.fail(i, "must be a mapping with name, run and optionally gpu")
+        item = items.child(i)
+        schema.check_keys(item, {"name", "run", "gpu"}, required=("name", "run"))
+        name = schema.string(item, "name", pattern=schema.NAME_RE,
+                             what="check name (lowercase letters, digits, . _ + -)")
+        if any(c.name == name for c in out):
+            raise item.fail("name", f"{name!r} names two checks; rename one")
+        out.append(SmokeCheck(name=name, run=schema.string(item, "run", multiline=True),
+                              gpu=schema.boolean(item, "gpu", default=False)))
+    return tuple(out)
+
+
+def _env(top: Where, extra: frozenset[str], version: str | None,
+         key: str = "env") -> tuple[tuple[tuple[str, str], ...], set[str]]:
+    env = schema.mapping(top, key)
     if env is None:
         return (), set()
-    known = set(CELL_VARIABLES) | set(extra)
+    known = set(CELL_VARIABLES) | set(extra) | set(RECIPE_VARIABLES)
     pairs, used = [], set()
     for key, value in env.node.items():
         if not schema.ENV_KEY_RE.fullmatch(key):
@@ -276,6 +360,9 @@ def _env(top: Where, extra: frozenset[str]) -> tuple[tuple[tuple[str, str], ...]
             raise env.fail(key, f"{exc}; placeholders are {{name}} "
                                 f"(write {{{{ and }}}} for literal braces)") from None
         for name in names:
+            if name == "version" and version is None:
+                raise env.fail(key, "uses {version}, but outputs.version is not set; add "
+                                    "outputs.version (the version this pin builds)")
             if name not in known:
                 raise env.fail(key, f"unknown placeholder {{{name}}}"
                                     f"{did_you_mean(name, known)}; known: "

@@ -62,7 +62,7 @@ def dist_name(tree: Path) -> DistName | None:
 
 
 def pyproject_name(tree: Path) -> DistName | None:
-    data = _toml(tree / "pyproject.toml")
+    data = toml(tree / "pyproject.toml")
     if data is None:
         return None
     project = data.get("project") or {}
@@ -156,7 +156,7 @@ def call_name(func: ast.expr) -> str:
     return ""
 
 
-def _toml(path: Path) -> dict | None:
+def toml(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
@@ -193,7 +193,7 @@ def read_text(path: Path) -> str:
 # ---- build requirements ---------------------------------------------------------------------
 
 def pyproject_build_requires(tree: Path) -> list[str] | None:
-    data = _toml(tree / "pyproject.toml")
+    data = toml(tree / "pyproject.toml")
     if data is None:
         return None
     reqs = (data.get("build-system") or {}).get("requires") or []

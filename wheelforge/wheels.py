@@ -21,7 +21,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audit, bake, baseimages, engine, progress, sources, table, timeline, wheelset
+from . import (
+    audit,
+    bake,
+    baseimages,
+    engine,
+    jitcoverage,
+    linkaudit,
+    progress,
+    sources,
+    table,
+    timeline,
+    versions,
+    wheelset,
+)
 from . import lock as locks
 from .errors import UserError
 from .indexsource import verify as verify_vendor_wheels
@@ -61,6 +74,9 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
     for b in plan.builds.values():  # vendor wheels: each one listed in its recipe's sha256 map
         verify_vendor_wheels(b.component, b.recipe_file, b.source.wheel_sha256,
                              exported_wheels(options.exports, b))
+    # every wheel at the version its recipe states (versions.py), before any set is staged
+    versions.gate((b.component, b.recipe_file, b.expected_versions(),
+                   exported_wheels(options.exports, b)) for b in plan.builds.values())
     base_ids = {ref: _image_digest(result, ref) for ref in {b.build_image for b in
                                                              plan.builds.values()}}
     stages = {cell.id: wheelset.staging(out_root, cell.id) for cell in plan.cells}
@@ -75,6 +91,10 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
             manifest = _manifest(plan, cell.id, result, options, deps[cell.id], base_ids)
             # GPU-target audit of the staged set: a finding stops here, nothing swapped in
             manifest["gpu_targets"] = audit.gate(stages[cell.id], manifest)
+            # link audit: every ELF file loads in the cell's runtime image (linkaudit.py)
+            manifest["link_audit"] = linkaudit.gate(stages[cell.id], manifest)
+            # which JIT modules are prebuilt, for which archs (jitcoverage.py)
+            manifest["jit_coverage"] = jitcoverage.gate(stages[cell.id], manifest)
             wheelset.write_manifest(stages[cell.id], manifest)
             rows += [Row(component=name, cell=cell.id, seconds=c["build_seconds"],
                          cached=c["from_cache"], size=sum(w["size"] for w in c["wheels"]))
@@ -219,6 +239,21 @@ def runtime_apt(plan: Plan, cell_id: str) -> list[str]:
                    *(p for b in builds if b.runtime for p in b.runtime_apt)})
 
 
+def runtime_env(plan: Plan, cell_id: str) -> dict[str, str]:
+    """The cell's run-time environment: the runtime_env of its runtime components (e.g.
+    ENABLE_CK=0 in a ckfree cell), which Dockerfile.clean sets in the image."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, target in sorted(plan.cell_targets[cell_id].items()):
+        b = plan.builds[target]
+        for key, value in (b.runtime_env if b.runtime else ()):
+            if key in out and out[key][1] != value:
+                raise UserError(f"{b.recipe_file}: runtime_env.{key}: {value!r} differs from "
+                                f"{out[key][1]!r} set by {out[key][0]} in cell {cell_id}; "
+                                f"one image has one environment: make them agree")
+            out[key] = (name, value)
+    return {k: v for k, (_, v) in sorted(out.items())}
+
+
 def extra_indexes(plan: Plan, cell_id: str) -> list[str]:
     """Indexes the cell's components come from: where their own pins live too."""
     builds = [plan.builds[t] for t in plan.cell_targets[cell_id].values()]
@@ -239,6 +274,8 @@ def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bak
             "target": target, "key": b.key, "recipe": b.recipe_file,
             "source": {**b.source.identity(), "fetch_url": b.source.fetch_url},
             "archs": list(b.archs), "env": dict(b.env), "imports": list(b.imports),
+            "runtime_env": dict(b.runtime_env), "jit": dict(b.jit),
+            "smoke": [{"name": c.name, "run": c.run, "gpu": c.gpu} for c in b.smoke],
             "runtime": b.runtime, "prefix_only": not b.wheels,
             "build_image": {"ref": b.build_image, "digest": base_ids.get(b.build_image, "")},
             "build_seconds": info.get("seconds", _seconds(vertex)),
@@ -249,8 +286,9 @@ def _manifest(plan: Plan, cell_id: str, result: engine.BuildResult, options: bak
         "schema": 1, "cell": cell.id, "channel": cell.channel, "stack": cell.stack.name,
         "python": cell.python, "arch": cell.arch, "archs": list(cell.archs),
         "variant": cell.variant, "runtime_image": cell.stack.runtime_image,
-        "runtime_apt": runtime_apt(plan, cell_id),
+        "runtime_apt": runtime_apt(plan, cell_id), "runtime_env": runtime_env(plan, cell_id),
         "runtime_toolchain": getattr(cell.stack, "runtime_toolchain", "forbidden"),
+        "jit_coverage_required": cell.stack.jit_coverage == "required",
         "repository": plan.matrix.repository,
         "default_arch": plan.matrix.default_arch, "default_variant": plan.matrix.default_variant,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

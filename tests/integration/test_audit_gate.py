@@ -83,11 +83,11 @@ def test_gate_stops_a_set_missing_an_arch_naming_file_arch_and_recipe(tmp_path, 
     err = capsys.readouterr().err.splitlines()
     # the finding lines first, then the wheel x arch table
     assert err[0] == "thin-1-py3-none-any.whl: thin/libthin.so: bundle 1: missing gfx950"
-    assert err[1].split() == ["wheel", "gpu", "files", "bundles", "kernels", "gfx942", "b/k",
-                              "gfx950", "b/k"]
+    assert err[1].split() == ["wheel", "gpu", "files", "bundles", "kernels", "partial",
+                              "kernels", "gfx942", "b/k", "gfx950", "b/k"]
     assert [line.split() for line in err[3:]] == [
-        ["good-1-py3-none-any.whl", "1", "1", "0", "1/0", "1/0"],
-        ["thin-1-py3-none-any.whl", "1", "1", "0", "1/0", "0/0"]]
+        ["good-1-py3-none-any.whl", "1", "1", "0", "0", "1/0", "1/0"],
+        ["thin-1-py3-none-any.whl", "1", "1", "0", "0", "1/0", "0/0"]]
 
 
 def test_gate_passes_and_returns_the_manifest_targets(tmp_path, capsys):
@@ -105,7 +105,7 @@ def test_gate_passes_and_returns_the_manifest_targets(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("GPU-target audit of gpu-cell (bundles/kernels per arch; judged "
                           "against gfx942;gfx950):\n")
-    assert re.search(r"^fat-1-py3-none-any\.whl\s+1\s+1\s+0\s+1/0\s+1/0$", out, re.M), out
+    assert re.search(r"^fat-1-py3-none-any\.whl\s+1\s+1\s+0\s+0\s+1/0\s+1/0$", out, re.M), out
 
 
 def test_cpu_cell_archs_are_not_judged(tmp_path, capsys):
@@ -119,7 +119,8 @@ def test_cpu_cell_archs_are_not_judged(tmp_path, capsys):
     assert audit.gate(stage, _manifest("cpu", ["x86-64-v2"], {})) == {
         "lz4-4-cp311-cp311-linux_x86_64.whl": {
             "files": 0, "bundles": 0, "kernels": 0, "single_arch_kernels": 0,
-            "unreadable": 0, "targets": [], "archs": {}}}
+            "partial_kernels": 0, "kernels_without": {}, "trees": {}, "unreadable": 0,
+            "targets": [], "archs": {}}}
     assert capsys.readouterr() == ("", "")
     _wheel(stage, "odd-1-py3-none-any.whl", {"odd/lib.so": _library([HOST, HIP + "gfx942"])})
     result = audit.audit_set(stage, ["x86-64-v2"])

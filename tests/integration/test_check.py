@@ -178,3 +178,64 @@ def test_a_submodule_that_cannot_be_fetched_is_a_warning_naming_it(tmp_path):
     gone_top = replace(build, source=replace(build.source, url=f"{base}gone-top.git"))
     with pytest.raises(UserError):
         readsource.fetch(tmp_path / "cache2", gone_top, rewrites=rules, work=tmp_path / "work")
+
+
+# ---- what the check runs: versions, build requirements, ABI pins (the scmext component) ----
+
+SCMEXT_URL = "https://demo.wheelforge.invalid/scmext.git"
+PRETEND = ('  SETUPTOOLS_SCM_PRETEND_VERSION: "{version}"   # no tag and no .git in the build '
+           'context\n')
+
+
+def test_a_vcs_version_through_a_context_that_drops_git_is_an_error(tmp_path):
+    """scmext's .dockerignore drops .git (as MORI's does): without the pretend version,
+    setuptools_scm in the build sees no history and falls back to 0.0.0."""
+    recipes = copy_recipes(tmp_path / "recipes", {"scmext.yaml": (f"env:\n{PRETEND}", "")})
+    proc = check(recipes, "--cells", "*-v2-*")
+    error = one_line(proc, "ERROR", returncode=1)
+    line = line_number(recipes / "scmext.yaml", lambda t: t.strip().startswith("version:"))
+    assert error.startswith(f"recipes/scmext.yaml:{line}: ERROR: scmext: the build will "
+                            f"produce version 0.0.0 (setuptools_scm, run with .git dropped by "
+                            f"the source's own .dockerignore), but outputs.version expects "
+                            f"==0.1.0"), error
+    assert "fallback_version" in error
+    warning = one_line(proc, "WARNING", returncode=1)
+    assert "drops .git from the build context" in warning
+    assert 'SETUPTOOLS_SCM_PRETEND_VERSION: "{version}"' in warning
+
+
+@pytest.mark.parametrize(("step", "problem"), [
+    ("pybind11", "pybind11 is not pinned (pybind11)"),
+    ('"pybind11==2.13.5"', "pybind11==2.13.5 differs from upstream's pybind11==2.13.6 "
+                           "(pyproject.toml [build-system] requires)"),
+])
+def test_an_abi_package_off_upstreams_pin_is_an_error(tmp_path, step, problem):
+    recipes = copy_recipes(tmp_path / "recipes", {"scmext.yaml": ('"pybind11==2.13.6"', step)})
+    error = one_line(check(recipes, "--cells", "*-v2-*"), "ERROR", returncode=1)
+    line = line_number(recipes / "scmext.yaml", lambda t: "pip install" in t)
+    assert error.startswith(f"recipes/scmext.yaml:{line}: ERROR: scmext: {problem}"), error
+    assert "pin it ==2.13.6" in error or error.endswith("pin ==2.13.6")
+
+
+def test_a_build_requirement_the_sets_versions_miss_is_an_error(tmp_path):
+    """A new scmext commit requires pkgconfig>=2 to build, while the set builds pkgconfig
+    1.5.5: `python -m build --no-isolation` would stop with missing dependencies (as nightly
+    AITER, requiring flydsl==0.3.1, does against nightly FlyDSL 0.3.2)."""
+    work, bare = tmp_path / "scmext-work", tmp_path / "scmext.git"
+    _git("clone", "-q", str(demo.REPOS / "scmext.git"), str(work), cwd=tmp_path)
+    pyproject = work / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(
+        '"pybind11==2.13.6"]', '"pybind11==2.13.6", "pkgconfig>=2"]'))
+    _git("commit", "-qam", "needs pkgconfig 2", cwd=work)
+    commit = _git("rev-parse", "HEAD", cwd=work)
+    _git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
+    recipes = copy_recipes(tmp_path / "recipes", {"scmext.yaml": (
+        demo.make_repos()["scmext.git"], commit)})
+    text = (recipes / "scmext.yaml").read_text()
+    (recipes / "scmext.yaml").write_text(text.replace("[bookworm]", "[bookworm]\ndepends: "
+                                                      "[pkgconfig]"))
+    proc = check(recipes, "--git-rewrite", f"file://{bare}={SCMEXT_URL}", "--cells", "*-v2-*")
+    errors = lines(proc, "ERROR")
+    assert proc.returncode == 1 and len(errors) == 1, proc.stdout + proc.stderr
+    assert ("ERROR: scmext: build requirement pkgconfig>=2 (pyproject.toml [build-system] "
+            "requires) is not met: the set builds pkgconfig 1.5.5") in errors[0], errors

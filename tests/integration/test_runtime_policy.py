@@ -64,7 +64,8 @@ def test_demo_image_passes_the_record_proof_and_has_a_jit_cache(demo_build, tmp_
         env = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Env}}", tag],
                              capture_output=True, text=True, check=True).stdout
         assert "TRITON_CACHE_DIR=/var/cache/jit/triton" in env
-        assert "AITER_JIT_DIR=/var/cache/jit/aiter" in env
+        # unset on purpose: with it, AITER would ignore the modules its wheel packages
+        assert "AITER_JIT_DIR" not in env
         assert "MORI_JIT_CACHE_DIR=/var/cache/jit/mori" in env
         # writable by any user, outside the venv (whose files the proof covers)
         probe = subprocess.run(["docker", "run", "--rm", "--network=none", "--user", "4242",
@@ -171,3 +172,25 @@ def test_recipe_runtime_apt_reaches_the_image_and_its_table(demo_build, tmp_path
         assert run.returncode == 0 and "zstandard" in run.stdout.lower(), run.stderr
     finally:
         rmi(tag)
+
+
+def test_the_runtime_env_of_the_manifest_is_the_images_environment(demo_build, tmp_path):
+    """A set whose manifest carries a runtime_env (as a ckfree cell carries ENABLE_CK=0):
+    `invoke image` writes it into the image's environment; a by-hand build that does not
+    pass it fails with one line saying which build args to give."""
+    folder = edited_set(demo_build, tmp_path, runtime_env={"DEMO_FLAG": "0", "DEMO_MODE": "x"})
+    tag = "wheelforge-test/policy:runtime-env"
+    try:
+        built = images.build(folder, tag=tag)
+        env = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Env}}",
+                              built.tag], capture_output=True, text=True, check=True).stdout
+        assert "DEMO_FLAG=0" in env and "DEMO_MODE=x" in env, env
+        assert f"WHEELFORGE_CELL={CELLS[0]}" in env
+        proc = by_hand(folder, tag + "-by-hand")
+        assert proc.returncode != 0
+        errors = [ln for ln in proc.stderr.splitlines() if "wheelforge-error:" in ln]
+        assert errors and "runtime_env sets DEMO_FLAG=0, the image has DEMO_FLAG=(unset); " \
+            "build with --build-arg ENV1_NAME=DEMO_FLAG --build-arg ENV1_VALUE=0" in errors[0]
+    finally:
+        rmi(tag)
+        rmi(tag + "-by-hand")

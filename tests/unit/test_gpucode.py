@@ -270,7 +270,8 @@ def make_wheel(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
-def test_audit_finds_the_bundle_and_the_kernel_missing_an_arch(tmp_path: Path) -> None:
+def test_audit_finds_the_bundle_missing_an_arch_and_counts_the_partial_kernel(
+        tmp_path: Path) -> None:
     s = samples()
     wheel = make_wheel(tmp_path / "demo-1.0-py3-none-any.whl", {
         "demo/lib.so": s["elf_fatbin"],
@@ -280,11 +281,12 @@ def test_audit_finds_the_bundle_and_the_kernel_missing_an_arch(tmp_path: Path) -
         "demo/__init__.py": b"# __CLANG_OFFLOAD_BUNDLE__\n",
     })
     result = audit.audit_paths([wheel], ("gfx942", "gfx950"))
+    # demo/hsa has kernels for both archs: the gfx942-only kernel is counted, not failed
     assert result.findings == [
-        "demo-1.0-py3-none-any.whl: demo/lib.so: bundle 2: missing gfx950",
-        "demo-1.0-py3-none-any.whl: kernel demo/hsa/<arch>/only.co: missing gfx950",
-    ]
+        "demo-1.0-py3-none-any.whl: demo/lib.so: bundle 2: missing gfx950"]
     targets = result.manifest_targets()["demo-1.0-py3-none-any.whl"]
+    assert (targets["partial_kernels"], targets["kernels_without"]) == (
+        1, {"gfx942": 0, "gfx950": 1})
     assert (targets["files"], targets["bundles"], targets["kernels"]) == (5, 3, 3)
     assert targets["archs"]["gfx950"] == {"bundles": 2, "kernels": 2}
     assert targets["archs"]["gfx942"] == {"bundles": 3, "kernels": 3}
@@ -306,7 +308,8 @@ def test_wheel_set_is_judged_against_its_manifest_archs(tmp_path: Path, capsys) 
     make_wheel(cell / "a-1-py3-none-any.whl", {"a/k.co": code_object(0x54C)})
     assert audit.main([str(cell)]) == 1
     out = capsys.readouterr().out
-    assert f"{cell.name}/a-1-py3-none-any.whl: kernel a/k.co: missing gfx950" in out
+    assert (f"{cell.name}/a-1-py3-none-any.whl: no code for gfx950 (its GPU code is for "
+            "gfx942 only)") in out
     assert "gfx950 b/k" in out
 
 

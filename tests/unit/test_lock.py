@@ -169,3 +169,18 @@ def test_the_committed_demo_locks_parse_and_are_made_by_invoke_lock():
         assert text.startswith("# Runtime-dependency lock") and "invoke lock" in text
         lock.parse(text, str(path))
     assert dict(lock.locate(DEMO, "bookworm", "3.11").pins).keys() == {"numpy"}
+
+
+@pytest.mark.parametrize(("files", "target"), [
+    ([], "x86_64-manylinux_2_28"),
+    (["lz4-4.4.4-cp311-cp311-linux_x86_64.whl", "x-1.0-py3-none-any.whl"],
+     "x86_64-manylinux_2_28"),
+    # AMD's amd-mori 1.2.4 exists for manylinux_2_39 only: a lock for 2_28 cannot hold it
+    (["amd_mori-1.2.4-cp312-cp312-manylinux_2_39_x86_64.whl",
+      "triton-3.5.1-cp312-cp312-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"],
+     "x86_64-manylinux_2_39"),
+    (["psutil-7.2.2-cp36-abi3-manylinux2010_x86_64.manylinux_2_12_x86_64.whl"],
+     "x86_64-manylinux_2_28"),
+])
+def test_the_lock_platform_is_the_newest_glibc_the_sets_own_wheels_need(files, target):
+    assert lock.platform([Path(f) for f in files]) == target

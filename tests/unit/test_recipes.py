@@ -73,8 +73,8 @@ CORPUS = [
      "channels are stable and nightly"),
     ("matrix_unknown_key", "matrix.yaml:7: known_arch: unknown key (did you mean 'known_archs'?)"),
     ("matrix_variant_var_shadows_cell",
-     "matrix.yaml:13: variants.ckfree.vars.archs: {archs} is set by the cell itself; give "
-     "the variable another name"),
+     "matrix.yaml:13: variants.ckfree.vars.archs: {archs} is set by the cell or the recipe "
+     "itself; give the variable another name"),
     ("matrix_variant_vars_differ",
      "matrix.yaml:14: variants.full: must set the same vars as the first variant (enable_ck)"),
     ("mem_per_job_nan", "app.yaml:5: mem_per_job_gb: must be a number >= 0.1"),
@@ -109,7 +109,7 @@ CORPUS = [
     ("unknown_output_key", "app.yaml:8: outputs.wheel: unknown key (did you mean 'wheels'?)"),
     ("unknown_placeholder",
      "app.yaml:6: env.GPU_ARCHS: unknown placeholder {arch_list} (did you mean 'archs'?); "
-     "known: arch, archs, archs_comma, channel, enable_ck, python, stack, variant"),
+     "known: arch, archs, archs_comma, channel, enable_ck, python, stack, variant, version"),
     ("unknown_source_kind",
      "app.yaml:3: source.gti: unknown source kind (did you mean 'git'?); use one of git, "
      "sdist, index, path"),
@@ -206,8 +206,12 @@ def test_production_recipes_load():
     assert matrix.file == "recipes/matrix.yaml"
     assert recipes["aiter"].file == "recipes/aiter.yaml"
     assert recipes["aiter"].depends == ("torch", "triton", "flydsl")
-    assert recipes["aiter"].variables == {"enable_ck", "archs"}
+    assert recipes["aiter"].variables == {"enable_ck", "archs", "version"}
     assert recipes["aiter"].wheels == ("amd-aiter",)
+    # every wheel-producing git source states the version it must build
+    assert {n: r.version for n, r in recipes.items() if isinstance(r.source, GitSource)
+            and r.wheels} == {"aiter": "0.1.20", "atom": "0.1.6rc0", "flydsl": "0.3.1",
+                              "mori": "1.2.2"}
     assert recipes["mori"].wheels == ("amd_mori",)
     assert recipes["mori"].runtime_apt
     assert isinstance(recipes["torch"].source, IndexSource)
@@ -230,8 +234,8 @@ def test_production_alternative_torch_recipe_loads():
 
 def test_demo_recipes_load():
     matrix, recipes = planning.load(planning.Inputs(recipes_dir=ROOT / "demo" / "recipes"))
-    assert sorted(recipes) == ["hipblend", "hipsaxpy", "liblz4", "lz4", "msgpack",
-                               "msgpack-numpy", "pkgconfig"]
+    assert sorted(recipes) == ["hipblend", "hipsaxpy", "jitdemo", "liblz4", "lz4", "msgpack",
+                               "msgpack-numpy", "pkgconfig", "scmext"]
     assert recipes["hipblend"].depends == ("hipsaxpy",)
     assert isinstance(recipes["msgpack"].source, SdistSource)
     assert recipes["lz4"].depends == ("liblz4", "pkgconfig")

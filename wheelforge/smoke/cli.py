@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
-from . import inputs
+from . import checks_recipes, inputs, nocompile
 from .checks_components import (
     check_aiter,
     check_atom,
@@ -56,6 +56,16 @@ class Check:
     # It runs on the suite's device: when that is a GPU and the check does not skip, the
     # report marks it as run on a GPU (the evidence that promotes an image).
     gpu: bool = False
+    # "suite": this package's own; "recipe": a component's `smoke:` command (manifest)
+    kind: str = "suite"
+
+
+NO_COMPILE = "no-compile"
+
+
+def check_no_compile(ctx: Context) -> Outcome:
+    """Reads the watcher that ran during the other checks (main stops it first)."""
+    return nocompile.outcome(ctx.watcher)
 
 
 CHECKS: tuple[Check, ...] = (
@@ -76,7 +86,25 @@ CHECKS: tuple[Check, ...] = (
           perf=True, gpu=True),
     Check("allreduce", check_allreduce, "all-reduce across all GPUs exact; bus GB/s",
           gpu=True),
+    # Runs last (after the recipes' own checks): nothing compiled while the others ran.
+    Check(NO_COMPILE, check_no_compile, "nothing compiled during the smoke: JIT/cache "
+          "folders unchanged, no compiler process started"),
 )
+
+
+def recipe_checks(manifest: Mapping[str, Any] | None) -> list[Check]:
+    """The components' own checks (manifest `smoke` entries), named COMPONENT:NAME."""
+    return [Check(rc.full_name, checks_recipes.make_check_fn(rc), rc.run.strip().splitlines()[0]
+                  if rc.run.strip() else "", gpu=rc.gpu, kind="recipe")
+            for rc in checks_recipes.from_manifest(manifest)]
+
+
+def with_recipe_checks(checks: Sequence[Check], manifest: Mapping[str, Any] | None
+                       ) -> list[Check]:
+    """The suite's checks with the recipes' inserted before no-compile."""
+    own = recipe_checks(manifest)
+    out = [c for c in checks if c.name != NO_COMPILE]
+    return out + own + [c for c in checks if c.name == NO_COMPILE]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,6 +133,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("auto", "cpu"), default="auto",
                         help="cpu: run the GPU checks on the CPU with small sizes (to test "
                              "the suite itself; speeds then mean nothing)")
+    parser.add_argument("--watch", metavar="DIR", action="append", default=[],
+                        help="no-compile: also watch this folder (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     return parser
 
@@ -115,24 +145,32 @@ def select_checks(checks: Sequence[Check], only: str | None, perf_only: bool) ->
     if only:
         wanted = [n.strip() for n in only.split(",") if n.strip()]
         for name in wanted:
-            if name not in names:
+            if name not in names and not any(n.startswith(f"{name}:") for n in names):
                 close = difflib.get_close_matches(name, names, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise UsageError(f"--only: no check named {name!r}{hint}; "
                                  f"checks: {', '.join(names)}")
-        chosen = [c for c in chosen if c.name in wanted]
+        chosen = [c for c in chosen
+                  if c.name in wanted or c.name.split(":", 1)[0] in wanted and ":" in c.name]
     if perf_only:
         chosen = [c for c in chosen if c.perf or c.name == "device"]
     return chosen
 
 
-def build_context(args: argparse.Namespace) -> Context:
-    """Read the inputs the options name; UsageError on any problem."""
+def read_manifest(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str | None]:
+    """(manifest, its path): --manifest, else the image's if present, else (None, None)."""
     manifest, manifest_path = None, args.manifest
     if manifest_path is None and os.path.exists(inputs.DEFAULT_MANIFEST):
         manifest_path = inputs.DEFAULT_MANIFEST
     if manifest_path:
         manifest = inputs.load_manifest(manifest_path)
+    return manifest, manifest_path
+
+
+def build_context(args: argparse.Namespace,
+                  read: tuple[dict[str, Any] | None, str | None] | None = None) -> Context:
+    """Read the inputs the options name; UsageError on any problem."""
+    manifest, manifest_path = read if read is not None else read_manifest(args)
     if args.archs is not None:
         archs = inputs.parse_archs(args.archs)
     elif manifest and manifest.get("archs"):
@@ -148,7 +186,8 @@ def build_context(args: argparse.Namespace) -> Context:
                    require_gpu=args.require_gpu, archs=archs, manifest=manifest,
                    manifest_path=manifest_path, model=args.model,
                    model_backend=args.model_backend, golden=golden,
-                   write_golden=args.write_golden)
+                   write_golden=args.write_golden,
+                   gpu_nodes=checks_recipes.present_gpu_nodes())
 
 
 def run_check(check: Check, ctx: Context) -> CheckResult:
@@ -162,9 +201,42 @@ def run_check(check: Check, ctx: Context) -> CheckResult:
         outcome = Outcome(FAIL, f"{type(exc).__name__}: {exc}")
     seconds = time.perf_counter() - began
     _release_gpu_memory(ctx)
-    on_gpu = check.gpu and ctx.device == GPU_DEVICE and outcome.status != SKIP
+    on_device = ctx.device == GPU_DEVICE or (
+        check.kind == "recipe" and checks_recipes.gpu_missing(ctx) is None)
+    on_gpu = check.gpu and on_device and outcome.status != SKIP
     return CheckResult(check.name, outcome.status, one_line(outcome.reason), seconds,
-                       dict(outcome.metrics), outcome.headline, gpu=on_gpu)
+                       dict(outcome.metrics), outcome.headline, gpu=on_gpu,
+                       output=tuple(outcome.output))
+
+
+def run_all(selected: Sequence[Check], ctx: Context, *, watch: Sequence[str] = ()
+            ) -> list[CheckResult]:
+    """Run the checks in order; with no-compile among them, the watcher runs around the
+    others and no-compile, last, reports what it saw."""
+    watched = [c for c in selected if c.name == NO_COMPILE]
+    watcher = None
+    if watched:
+        watcher = nocompile.Watcher(nocompile.watched_folders(ctx.manifest, extra=watch))
+        watcher.start()
+        ctx = replace(ctx, watcher=watcher)
+    results = []
+    try:
+        for check in selected:
+            if check.name == NO_COMPILE:
+                continue
+            print(f"smoke: {check.name} ...", file=sys.stderr, flush=True)
+            if watcher is not None:
+                watcher.begin(check.name)
+            results.append(run_check(check, ctx))
+            if watcher is not None:
+                watcher.checkpoint(check.name)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+    for check in watched:
+        print(f"smoke: {check.name} ...", file=sys.stderr, flush=True)
+        results.append(run_check(check, ctx))
+    return results
 
 
 def _release_gpu_memory(ctx: Context) -> None:
@@ -185,20 +257,19 @@ def main(argv: Sequence[str] | None = None, *,
         checks[index] = replace(checks[index], run=fn)
     try:
         args = make_parser().parse_args(argv)
+        read = read_manifest(args)
+        checks = with_recipe_checks(checks, read[0])
         if args.list:
             for c in checks:
                 print(f"{c.name:<11} {'perf ' if c.perf else '     '}{c.summary}")
             return 0
         selected = select_checks(checks, args.only, args.perf_only)
-        ctx = build_context(args)
+        ctx = build_context(args, read)
     except UsageError as exc:
         print(f"smoke: error: {exc}", file=sys.stderr)
         return 2
 
-    results = []
-    for check in selected:
-        print(f"smoke: {check.name} ...", file=sys.stderr, flush=True)
-        results.append(run_check(check, ctx))
+    results = run_all(selected, ctx, watch=args.watch)
     print(format_table(results), flush=True)
     report = build_report(_host(ctx), results, image_digest())
     if args.report:

@@ -38,6 +38,8 @@ class Context:
     model_backend: str = "auto"
     golden: list[dict[str, str]] | None = None
     write_golden: str | None = None
+    gpu_nodes: tuple[str, ...] = ()  # GPU driver device nodes present (see checks_recipes)
+    watcher: Any = None  # the no-compile Watcher while the checks run (nocompile.py)
 
     def torch(self) -> ModuleType:
         """The torch module, or Skip("torch not installed")."""

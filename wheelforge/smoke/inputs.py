@@ -12,6 +12,7 @@ from typing import Any
 
 DEFAULT_MANIFEST = "/opt/wheelset/manifest.json"
 ARCH_RE = re.compile(r"^gfx[0-9a-f]+$", re.IGNORECASE)
+CHECK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,127}$")
 
 
 class UsageError(Exception):
@@ -65,6 +66,24 @@ def load_manifest(path: str) -> dict[str, Any]:
             if not (isinstance(wheel, dict) and isinstance(wheel.get("distribution"), str)
                     and isinstance(wheel.get("version"), str)):
                 raise bad(f"component {name!r}: each wheel needs 'distribution' and 'version'")
+        smoke = comp.get("smoke", [])
+        if not isinstance(smoke, list):
+            raise bad(f"component {name!r}: 'smoke' must be a list")
+        names = set()
+        for check in smoke:
+            if not (isinstance(check, dict) and isinstance(check.get("name"), str)
+                    and CHECK_NAME_RE.match(check["name"])
+                    and isinstance(check.get("run"), str)
+                    and isinstance(check.get("gpu", False), bool)):
+                raise bad(f"component {name!r}: each smoke check needs a 'name' (lowercase "
+                          "letters, digits, . _ + -), a 'run' command and optionally 'gpu' "
+                          "(true or false)")
+            if check["name"] in names:
+                raise bad(f"component {name!r}: smoke check {check['name']!r} is listed twice")
+            names.add(check["name"])
+        runtime_env = comp.get("runtime_env", {})
+        if not isinstance(runtime_env, dict):
+            raise bad(f"component {name!r}: 'runtime_env' must be an object")
     return data
 
 

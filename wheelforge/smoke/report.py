@@ -41,6 +41,7 @@ class Outcome:
     reason: str
     metrics: Mapping[str, Any] = field(default_factory=dict)
     headline: tuple[str, ...] = ()  # metric names the table shows
+    output: tuple[str, ...] = ()  # detail lines for the JSON report (a command's last lines)
 
 
 def passed(reason: str, metrics: Mapping[str, Any] | None = None,
@@ -49,8 +50,8 @@ def passed(reason: str, metrics: Mapping[str, Any] | None = None,
 
 
 def failed(reason: str, metrics: Mapping[str, Any] | None = None,
-           headline: Sequence[str] = ()) -> Outcome:
-    return Outcome(FAIL, reason, dict(metrics or {}), tuple(headline))
+           headline: Sequence[str] = (), output: Sequence[str] = ()) -> Outcome:
+    return Outcome(FAIL, reason, dict(metrics or {}), tuple(headline), tuple(output))
 
 
 def skipped(reason: str) -> Outcome:
@@ -68,9 +69,10 @@ class CheckResult:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     headline: tuple[str, ...] = ()
     gpu: bool = False  # it ran (passed or failed) on a GPU
+    output: tuple[str, ...] = ()  # detail lines, in the JSON report only when there are some
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "name": self.name,
             "status": self.status,
             "reason": self.reason,
@@ -78,6 +80,9 @@ class CheckResult:
             "metrics": dict(self.metrics),
             "gpu": self.gpu,
         }
+        if self.output:
+            data["output"] = list(self.output)
+        return data
 
 
 def one_line(text: str, limit: int = 400) -> str:

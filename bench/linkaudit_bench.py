@@ -1,0 +1,82 @@
+"""Link audit speed and memory: amd-mori 1.2.4 (and flydsl 0.5.0) and a demo ROCm cell,
+against the demo ROCm runtime image (wheelforge-demo/rocm6.4-sid:runtime).
+
+    python3 bench/linkaudit_bench.py              # needs the engine and the demo base images
+    python3 bench/linkaudit_bench.py --no-demo    # vendor wheels only (no demo build)
+
+Each case runs in a fresh interpreter: wall time of linkaudit.audit (the image root
+already extracted: .cache/image-roots/) and the process's peak resident memory
+(ru_maxrss, interpreter included). The root extraction itself is timed once, cold, into a
+scratch cache. Goal (recorded, never asserted): amd-mori under 2 s and 200 MB.
+Results: bench/results/linkaudit.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.test_audit_vendor import FLYDSL, MORI, fetch  # noqa: E402
+
+IMAGE = "wheelforge-demo/rocm6.4-sid:runtime"
+FAT = "stable-rocm6.4-sid-py3.14-gfx942-gfx950-default"
+CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from wheelforge import linkaudit
+began = time.perf_counter()
+result = linkaudit.audit([Path(p) for p in sys.argv[3:]], sys.argv[2])
+print(json.dumps({"seconds": round(time.perf_counter() - began, 3),
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                       / 1024, 1),
+                  "elf_files": sum(len(w.elf_files) for w in result.wheels),
+                  "findings": len(result.findings)}))
+"""
+
+
+def measure(root: Path, wheels: list[Path]) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(root),
+                          *map(str, wheels)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--no-demo", action="store_true", help="skip the demo cell build")
+    args = parser.parse_args()
+    from wheelforge import baseimages, imageroot
+
+    baseimages.ensure_images({IMAGE})
+    with tempfile.TemporaryDirectory(dir=ROOT / ".cache") as scratch:
+        began = time.perf_counter()
+        imageroot.extract(IMAGE, cache=Path(scratch))
+        cold = round(time.perf_counter() - began, 1)
+    root = imageroot.extract(IMAGE)
+    results: dict = {"machine": platform.platform(), "image": IMAGE,
+                     "root_extraction_cold_seconds": cold, "goal": "amd-mori < 2 s, < 200 MB",
+                     "cases": {}}
+    for vendor in (MORI, FLYDSL):
+        results["cases"][vendor.file] = measure(root, [fetch(vendor)])
+    if not args.no_demo:
+        from tests.conftest import build_demo
+
+        with tempfile.TemporaryDirectory() as tmp:
+            build = build_demo(Path(tmp) / "wheels", Path(tmp) / "exports", cells=FAT)
+            results["cases"][FAT] = measure(root, sorted((build.out / FAT).glob("*.whl")))
+    out = ROOT / "bench" / "results" / "linkaudit.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,342 @@
+"""Link audit: would every ELF file of a wheel set load in the runtime image? (``ldd -r``
+done by reading files: nothing of the set, nor of the image, is run).
+
+The set is seen as installed: all its wheels unpacked into one venv,
+/opt/venv/lib/pythonX.Y/site-packages (X.Y: the image's python3), ``*.data/scripts`` in
+/opt/venv/bin, ``*.data/data`` in /opt/venv. The image is a root folder (imageroot.py makes
+one from a local image). For each x86-64 executable and shared object of the set, like
+glibc's loader:
+
+- every DT_NEEDED is found, breadth first over the whole closure: a name already loaded
+  (by SONAME or by the name it was needed as) is not searched again; else DT_RPATH (only
+  of objects without DT_RUNPATH: the object's, then its loaders' up to the executable),
+  DT_RUNPATH (the object's own), the ld.so.conf folders (``include`` globs followed), then
+  /lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu, /lib64, /usr/lib64, /lib, /usr/lib.
+  ``$ORIGIN`` is the INSTALLED folder of the object; a candidate that is no x86-64 ELF
+  (a linker script named libc.so) is passed over, as ld.so does;
+- every version the object requires (verneed, weak ones aside) is defined by the library
+  found for that file name;
+- every undefined non-weak dynamic symbol is defined by an object of the closure (version
+  rules of glibc's check_match). An extension module (it exports ``PyInit_*``) and a set
+  library that extension modules load are checked in a python process: the image's
+  interpreter (its libpython, if any, follows as its DT_NEEDED) is loaded first. When a
+  library of the closure is missing, its symbols are not judged (counted as unchecked).
+
+Why not auditwheel's lddtree: it resolves files on one disk tree (the set would have to be
+unpacked under the image's root), follows DT_NEEDED only (no verneed, no symbols), does not
+pass over a linker script or another machine's file, nor match loaded SONAMEs, and would
+bring auditwheel into runtime images, which have no network; the search order is ~40 lines.
+ELF files are read with pyelftools (section, dynamic, verneed/verdef tables); the symbol
+tables are decoded with struct in one pass, which keeps large libraries fast.
+
+CLI: ``python3 -m wheelforge.linkaudit --root DIR_OR_IMAGE WHEEL_OR_SET... [--json]``
+(exit 1 on findings). `invoke wheels` runs ``gate`` on every staged set; Dockerfile.clean
+runs the CLI with ``--root /`` before it installs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import posixpath
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .elfdyn import MAGIC, matches
+from .errors import UserError
+from .ldso import Fs, Linker
+
+VENV = "/opt/venv"
+PYTHONS = ("/usr/local/bin/python3", "/usr/bin/python3")
+
+
+# --- findings ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Finding:
+    wheel: str
+    member: str
+    kind: str  # "library", "version" or "symbol"
+    what: str
+    where: str
+
+    def line(self) -> str:
+        label = {"library": "missing library", "version": "missing version",
+                 "symbol": "undefined symbol"}[self.kind]
+        return f"{self.wheel}: {self.member}: {label} {self.what} ({self.where})"
+
+
+# --- the set, installed -------------------------------------------------------------------
+
+@dataclass
+class WheelLinks:
+    name: str
+    elf_files: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    unchecked: int = 0  # undefined symbols not judged: a library of the closure is missing
+
+    def count(self, kind: str) -> int:
+        return sum(f.kind == kind for f in self.findings)
+
+
+@dataclass
+class Result:
+    wheels: list[WheelLinks]
+    root: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[str]:
+        return [f.line() for w in self.wheels for f in w.findings]
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def manifest(self) -> dict:
+        return {w.name: {"elf_files": len(w.elf_files), "findings": [f.line() for f in
+                                                                     w.findings]}
+                for w in self.wheels}
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "root": self.root, "findings": self.findings, "notes": self.notes,
+                "wheels": {w.name: {"elf_files": w.elf_files, "unchecked_symbols": w.unchecked,
+                                    "findings": [vars(f) for f in w.findings]}
+                           for w in self.wheels}}
+
+    def table(self) -> str:
+        from .table import render
+
+        return render(["wheel", "ELF files", "missing libraries", "missing versions",
+                       "undefined symbols"],
+                      [[w.name, len(w.elf_files), w.count("library"), w.count("version"),
+                        f"{w.count('symbol')}" + (f" (+{w.unchecked} unchecked)" if w.unchecked
+                                                  else "")] for w in self.wheels])
+
+
+def site_packages(fs: Fs) -> tuple[str | None, str]:
+    """(the image's python interpreter, the venv's site-packages)."""
+    for cand in PYTHONS:
+        real = fs.resolve(cand)
+        m = re.search(r"python(\d\.\d+)$", real or "")
+        if real and m:
+            return real, f"{VENV}/lib/python{m.group(1)}/site-packages"
+    return None, f"{VENV}/lib/python3/site-packages"
+
+
+def installed(member: str, site: str) -> str | None:
+    parts = member.split("/")
+    if parts[0].endswith(".data") and len(parts) > 2:
+        base = {"purelib": site, "platlib": site, "scripts": f"{VENV}/bin", "data": VENV,
+                "headers": f"{VENV}/include/site/{parts[0][:-5]}"}.get(parts[1])
+        return posixpath.join(base, *parts[2:]) if base else None
+    return posixpath.normpath(posixpath.join(site, member))
+
+
+def audit(wheels: Sequence[Path], root: Path | str, *, lenient: bool = False) -> Result:
+    """Audit the wheels, installed together, against ``root``. ``lenient``: missing libraries
+    are notes, not findings (the root lacks packages that will be installed), except those
+    that are the set's own (``own_library``): no system package is to provide them."""
+    fs = Fs(root, {})
+    python, site = site_packages(fs)
+    notes = [] if python else [f"no python3 in {root}: extension modules are checked without "
+                               "an interpreter"]
+    reports, origin = [], {}
+    tmp = tempfile.mkdtemp(prefix="wheelforge-linkaudit-")
+    try:
+        for n, wheel in enumerate(wheels):
+            report = WheelLinks(wheel.name)
+            reports.append(report)
+            try:
+                with zipfile.ZipFile(wheel) as zf:
+                    for i, info in enumerate(zf.infolist()):
+                        where = installed(info.filename, site)
+                        if info.is_dir() or info.file_size < 64 or not where:
+                            continue
+                        with zf.open(info) as src:
+                            if src.read(4) != MAGIC:
+                                continue
+                            disk = os.path.join(tmp, f"{n}-{i}")
+                            with open(disk, "wb") as out:
+                                out.write(MAGIC)
+                                shutil.copyfileobj(src, out, 1 << 20)
+                        fs.overlay[where] = disk
+                        origin[where] = (report, info.filename)
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise UserError(f"{wheel}: not a readable wheel ({exc})") from None
+        linker = Linker(fs)
+        roots = [p for p in fs.overlay if linker.elf(p)]
+        for path in roots:
+            origin[path][0].elf_files.append(origin[path][1])
+            linker.wanted |= {n.encode() for n, _ in linker.elves[path].undefined}
+        in_python = set()
+        if python and linker.elf(python):
+            for path in roots:
+                if linker.elves[path].extension:
+                    in_python |= {lo.path for lo in linker.closure(path, python)[0]}
+        else:
+            python = None
+        own = {_stem(n) for p in roots for n in (posixpath.basename(p), linker.elves[p].soname)
+               if n} if lenient else set()
+        for path in roots:
+            report, member = origin[path]
+            found, unchecked = _judge(linker, path, python if path in in_python else None,
+                                      report.name, member, origin, notes, lenient, own)
+            report.findings += found
+            report.unchecked += unchecked
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Result(reports, str(root), notes)
+
+
+def _stem(name: str) -> str:
+    """A library's name without its version: libhipsaxpy.so.2 -> libhipsaxpy.so."""
+    return re.sub(r"(\.so)(\.[0-9][^/]*)?$", r"\1", name)
+
+
+def own_library(name: str, own: set[str]) -> bool:
+    """Whether a missing library is one the set itself ships (by file name or SONAME, at any
+    version), or a path: either way no runtime apt package is to provide it, so it is a
+    finding of the set's layout (RPATH/RUNPATH, SONAME) even in a lenient audit."""
+    return "/" in name or _stem(name) in own
+
+
+def _judge(linker: Linker, path: str, python: str | None, wheel: str, member: str,
+           origin: dict, notes: list[str], lenient: bool,
+           own: set[str] = frozenset()) -> tuple[list[Finding], int]:
+    order, names, missing = linker.closure(path, python)
+    me = next(lo for lo in order if lo.path == path)
+    out: list[Finding] = []
+    for loader, name, where in missing:
+        if loader is me or loader.path not in origin:  # a set library's own: its own audit
+            via = "" if loader is me else f"needed by {loader.path}; "
+            if lenient and not own_library(name, own):
+                notes.append(f"{wheel}: {member}: library {name} not in the root ({where})")
+            else:
+                out.append(Finding(wheel, member, "library", name, via + f"searched {where}"))
+    for file, versions in me.elf.verneed.items():
+        have = names.get(file)
+        if have is not None and have.elf.verdefs:
+            out += [Finding(wheel, member, "version", f"{v} of {file}", f"in {have.path}")
+                    for v in versions if v not in have.elf.verdefs]
+    if missing:  # what the missing libraries would define is not known
+        return out, len(me.elf.undefined)
+    for name, version in me.elf.undefined:
+        if not any(matches(linker.symbols(lo).get(name), version) for lo in order if lo is not me):
+            out.append(Finding(wheel, member, "symbol", f"{name}@{version}" if version else name,
+                               f"not in its {len(order) - 1} loaded objects"))
+    return out, 0
+
+
+# --- what the CLI, `invoke audit --links` and `invoke wheels` call ---------------------------
+
+def wheel_paths(paths: Iterable[Path | str]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out += sorted(path.glob("*.whl"))
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise UserError(f"{path}: no such wheel or folder; give wheels or wheel sets")
+    if not out:
+        raise UserError("link audit: no wheels matched; give wheels or wheel sets")
+    return out
+
+
+def run(paths: Iterable[Path | str], root: str, *, as_json: bool = False) -> int:
+    """What ``python3 -m wheelforge.linkaudit`` and `invoke audit --links` do: exit code."""
+    if os.path.isdir(root):
+        folder: Path | str = root
+    else:
+        from . import imageroot
+
+        folder = imageroot.root_for(root)
+    result = audit(wheel_paths(paths), folder)
+    result.root = root
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        print("\n".join([*result.findings, *(f"note: {n}" for n in result.notes),
+                         result.table()]))
+        files = sum(len(w.elf_files) for w in result.wheels)
+        print(f"link audit against {root}: {len(result.wheels)} wheel(s), {files} ELF file(s), "
+              + ("every library, version and symbol found" if result.ok
+                 else f"{len(result.findings)} finding(s)"))
+    return 0 if result.ok else 1
+
+
+def run_sets(sets: Sequence[Path], paths: Sequence[str], *, image: str | None,
+             as_json: bool = False) -> int:
+    """`invoke audit --links`: each wheel set against ``image`` or its manifest's runtime
+    image, the other paths against ``image``; the worst exit code."""
+    if paths and not image:
+        raise UserError("audit --links --path: give --image (a local image or a root folder)")
+    jobs = [([s], image or _runtime_image(s)) for s in sets] + ([(paths, image)] if paths
+                                                                 else [])
+    return max(run(wheels, str(root), as_json=as_json) for wheels, root in jobs)
+
+
+def _runtime_image(cell_dir: Path) -> str:
+    try:
+        return str(json.loads((cell_dir / "manifest.json").read_text())["runtime_image"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{cell_dir}/manifest.json: no runtime_image ({exc}); "
+                        "give --image") from None
+
+
+def gate(stage: Path, manifest: dict) -> dict:
+    """The link audit `invoke wheels` runs on a staged set, against the cell's runtime image
+    (cached root, imageroot.py); returns the manifest's ``link_audit``. The runtime apt
+    packages are not in that image (Dockerfile.wheels installs them only in a stage it
+    exports nothing of): with any, a missing library is a note here, and Dockerfile.clean,
+    which runs this audit after installing them, judges it; a missing library that the set
+    itself ships (the same name or SONAME at any version: ``own_library``) stays a finding,
+    since no package is to provide it. A finding stops the build."""
+    from . import imageroot
+
+    cell, image = str(manifest.get("cell", stage.name)), str(manifest["runtime_image"])
+    apt = list(manifest.get("runtime_apt", []))
+    result = audit(sorted(stage.glob("*.whl")), imageroot.root_for(image), lenient=bool(apt))
+    lines = [*(f"note: {n}" for n in result.notes), result.table()]
+    if not result.ok:
+        print("\n".join([*result.findings, *lines]), file=sys.stderr, flush=True)
+        recipes = {w.get("file"): c.get("recipe") for c in manifest.get("components", {})
+                   .values() for w in c.get("wheels", [])}
+        first = next(w for w in result.wheels if w.findings)
+        more = len(result.findings) - 1
+        raise UserError(
+            f"wheels: link audit of {cell} against {image}: {result.findings[0]}"
+            f"{f' (and {more} more, listed above)' if more else ''}; nothing was swapped in; "
+            f"fix {recipes.get(first.name) or 'the recipe of ' + first.name} (its "
+            "runtime_apt, its RPATH/RUNPATH) or the stack's runtime image", exit_code=1)
+    if any(w.elf_files for w in result.wheels):
+        print("\n".join([f"link audit of {cell} against {image}:", *lines]), flush=True)
+    return {"image": image, "runtime_apt_not_in_root": apt, "wheels": result.manifest()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m wheelforge.linkaudit", description=(
+        "Check that every ELF file of the wheels would load in a runtime image."))
+    parser.add_argument("--root", required=True, metavar="DIR_OR_IMAGE",
+                        help="a root folder (/ inside an image) or a local image")
+    parser.add_argument("paths", nargs="+", metavar="WHEEL_OR_SET")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    try:
+        return run(args.paths, args.root, as_json=args.json)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -55,7 +55,8 @@ def context_bytes(wheels: Path) -> int:
     """Bytes of the main build context the engine received (after .dockerignore)."""
     proc = subprocess.run(
         ["docker", "buildx", "build", "-f", "docker/Dockerfile.clean", "--build-context",
-         f"wheels={wheels}", "--build-arg", f"RUNTIME_IMAGE={BASE}", "--progress=plain",
+         f"wheels={wheels}", "--build-arg", f"RUNTIME_IMAGE={BASE}",
+         *images.env_args(wheelset.read_manifest(wheels)), "--progress=plain",
          "-o", "type=cacheonly", "."], cwd=ROOT, capture_output=True, text=True, check=False)
     sizes = re.findall(r"transferring context: ([0-9.]+)([kMG]?B)", proc.stderr)
     if not sizes:

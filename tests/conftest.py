@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import diskspace, registry_server  # noqa: E402
-from wheelforge import app, bake, demo, localenv  # noqa: E402
+from wheelforge import app, bake, demo, localenv, wheelset  # noqa: E402
 from wheelforge import image as images  # noqa: E402
 from wheelforge import plan as planning  # noqa: E402
 from wheelforge import wheels as wheel_builds  # noqa: E402
@@ -143,6 +143,12 @@ def run_invoke(*args: str, env: dict | None = None, timeout: float = 1800,
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, text=True,
                           capture_output=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, check=False)
+
+
+def env_args(cell_dir: Path) -> list[str]:
+    """The build args a by-hand Dockerfile.clean build gives for the set's runtime_env
+    (ENV1_NAME/ENV1_VALUE, ...), as the build's first check asks for them."""
+    return images.env_args(wheelset.read_manifest(cell_dir))
 
 
 def copy_recipes(dest: Path, edit: dict[str, tuple[str, str]] | None = None) -> Path:

@@ -136,27 +136,32 @@ print(eval(compile(ast.Expression(expr), path, "eval"), ns))
 """
 
 
-def _setup_py_version(b: Build, tree: Path) -> Computed:
-    env = {**os.environ, **dict(b.env), "PYTHONDONTWRITEBYTECODE": "1"}
+def _printed_version(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[str | None, str]:
+    """(the last line `python ARGS` printed, '') when it exits 0; else (None, why)."""
+    env = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        proc = subprocess.run([sys.executable, "-c", _SETUP_VERSION, str(tree)], cwd=tree,
-                              env=env, capture_output=True, text=True, timeout=SCM_TIMEOUT_S,
-                              check=False)
+        proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=SCM_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return Computed(None, f"setup.py's version could not be run ({exc})")
+        return None, f"could not run ({exc})"
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
-        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return None, (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+    return lines[-1].strip(), ""
+
+
+def _setup_py_version(b: Build, tree: Path) -> Computed:
+    version, why = _printed_version(["-c", _SETUP_VERSION, str(tree)], tree,
+                                    {**os.environ, **dict(b.env)})
+    if version is None:
         return Computed(None, f"not computable here: setup.py's version expression failed "
-                              f"({reason[:200]})")
-    return Computed(lines[-1].strip(), "setup.py's version expression, run with the build's "
-                                       "environment")
+                              f"({why})")
+    return Computed(version, "setup.py's version expression, run with the build's environment")
 
 
 def _scm_version(b: Build, tree: Path) -> Computed:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SETUPTOOLS_SCM")}
     env.update(dict(b.env))
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     with tempfile.TemporaryDirectory(prefix="wheelforge-scm-") as tmp:
         root, note = tree, "with the tree's .git"
         if ".git" in context_drops(tree, [".git"]):
@@ -166,19 +171,12 @@ def _scm_version(b: Build, tree: Path) -> Computed:
                     shutil.copy2(tree / name, root / name)
         elif not (tree / ".git").exists():
             note = "with no .git in the tree"
-        try:
-            proc = subprocess.run([sys.executable, "-m", "setuptools_scm"], cwd=root, env=env,
-                                  capture_output=True, text=True, timeout=SCM_TIMEOUT_S,
-                                  check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return Computed(None, f"setuptools_scm could not run ({exc})")
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        reason = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return Computed(None, f"setuptools_scm failed {note} ({reason[:200]})")
+        version, why = _printed_version(["-m", "setuptools_scm"], root, env)
+    if version is None:
+        return Computed(None, f"setuptools_scm failed {note} ({why})")
     pretend = " and the recipe's pretend version" if any(
         k.startswith("SETUPTOOLS_SCM_PRETEND_VERSION") for k, _ in b.env) else ""
-    return Computed(lines[-1].strip(), f"setuptools_scm, run {note}{pretend}")
+    return Computed(version, f"setuptools_scm, run {note}{pretend}")
 
 
 def check_version(b: Build, tree: Path, say: Say) -> Computed:

@@ -131,6 +131,32 @@ def site_packages(fs: Fs) -> tuple[str | None, str]:
     return None, f"{VENV}/lib/python3/site-packages"
 
 
+def wheel_tags(zf: zipfile.ZipFile) -> list[str]:
+    """The `Tag:` lines of the wheel's own WHEEL file (py3-none-any, cp312-cp312-linux...)."""
+    meta = next((n for n in zf.namelist() if n.count("/") == 1
+                 and n.endswith(".dist-info/WHEEL")), None)
+    if meta is None:
+        return []
+    text = zf.read(meta).decode("utf-8", "replace")
+    return [line.split(":", 1)[1].strip() for line in text.splitlines()
+            if line.startswith("Tag:")]
+
+
+def for_interpreter(tags: list[str], version: str) -> bool:
+    """Whether a wheel with these tags can be installed by CPython `version` (3.14): a tag
+    for any Python, for that CPython, or a stable-ABI (abi3) tag of that CPython or older."""
+    want = int(version.split(".")[1]) if version.count(".") == 1 else -1
+    for tag in tags or ["py3-none-any"]:
+        interp, abi = (tag.split("-") + ["", ""])[:2]
+        for one in interp.split("."):
+            if one.startswith("py") or abi == "none":
+                return True
+            minor = int(one[3:]) if one.startswith("cp3") and one[3:].isdigit() else None
+            if minor is not None and (minor == want or (abi == "abi3" and minor <= want)):
+                return True
+    return False
+
+
 def installed(member: str, site: str) -> str | None:
     parts = member.split("/")
     if parts[0].endswith(".data") and len(parts) > 2:
@@ -148,7 +174,8 @@ def audit(wheels: Sequence[Path], root: Path | str, *, lenient: bool = False) ->
     python, site = site_packages(fs)
     notes = [] if python else [f"no python3 in {root}: extension modules are checked without "
                                "an interpreter"]
-    reports, origin = [], {}
+    reports, origin, foreign = [], {}, set()
+    version = re.search(r"python(\d\.\d+)", site)
     tmp = tempfile.mkdtemp(prefix="wheelforge-linkaudit-")
     try:
         for n, wheel in enumerate(wheels):
@@ -156,6 +183,13 @@ def audit(wheels: Sequence[Path], root: Path | str, *, lenient: bool = False) ->
             reports.append(report)
             try:
                 with zipfile.ZipFile(wheel) as zf:
+                    if version and not for_interpreter(wheel_tags(zf), version.group(1)):
+                        # pip will refuse it (Dockerfile.clean's set check says so); what
+                        # its modules need from that interpreter is not judged here
+                        foreign.add(wheel.name)
+                        notes.append(f"{wheel.name}: its tags are not for this image's "
+                                     f"Python {version.group(1)}: the interpreter's symbols "
+                                     f"it uses are not judged")
                     for i, info in enumerate(zf.infolist()):
                         where = installed(info.filename, site)
                         if info.is_dir() or info.file_size < 64 or not where:
@@ -188,7 +222,8 @@ def audit(wheels: Sequence[Path], root: Path | str, *, lenient: bool = False) ->
         for path in roots:
             report, member = origin[path]
             found, unchecked = _judge(linker, path, python if path in in_python else None,
-                                      report.name, member, origin, notes, lenient, own)
+                                      report.name, member, origin, notes, lenient, own,
+                                      foreign=report.name in foreign)
             report.findings += found
             report.unchecked += unchecked
     finally:
@@ -210,7 +245,8 @@ def own_library(name: str, own: set[str]) -> bool:
 
 def _judge(linker: Linker, path: str, python: str | None, wheel: str, member: str,
            origin: dict, notes: list[str], lenient: bool,
-           own: set[str] = frozenset()) -> tuple[list[Finding], int]:
+           own: set[str] = frozenset(), *,
+           foreign: bool = False) -> tuple[list[Finding], int]:
     order, names, missing = linker.closure(path, python)
     me = next(lo for lo in order if lo.path == path)
     out: list[Finding] = []
@@ -229,6 +265,8 @@ def _judge(linker: Linker, path: str, python: str | None, wheel: str, member: st
     if missing:  # what the missing libraries would define is not known
         return out, len(me.elf.undefined)
     for name, version in me.elf.undefined:
+        if foreign and name.startswith(("Py", "_Py")):  # another CPython's API: not judged
+            continue
         if not any(matches(linker.symbols(lo).get(name), version) for lo in order if lo is not me):
             out.append(Finding(wheel, member, "symbol", f"{name}@{version}" if version else name,
                                f"not in its {len(order) - 1} loaded objects"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CELLS, ROOT, copy_recipes, run_invoke
+from tests.conftest import CELLS, ROOT, copy_recipes, env_args, run_invoke
 from wheelforge import engine, wheelset
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,8 @@ def by_hand(wheels: Path, tag: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["docker", "buildx", "build", "-f", "docker/Dockerfile.clean", "--build-context",
          f"wheels={wheels}", "--build-arg", "RUNTIME_IMAGE=wheelforge-demo/bookworm:base",
-         "--load", "-t", tag, "."], cwd=ROOT, capture_output=True, text=True, check=False)
+         *env_args(wheels), "--load", "-t", tag, "."], cwd=ROOT, capture_output=True,
+        text=True, check=False)
 
 
 def image_layers(tag: str) -> list[tuple[str, bytes]]:
@@ -192,8 +193,9 @@ def test_fresh_build_context_is_small(demo_build, tmp_path):
     proc = subprocess.run(
         ["docker", "buildx", "build", "-f", "docker/Dockerfile.clean", "--build-context",
          f"wheels={demo_build.out / CELLS[0]}", "--build-arg",
-         "RUNTIME_IMAGE=wheelforge-demo/bookworm:base", "--progress=plain",
-         "--output", "type=cacheonly", "."], cwd=ROOT, capture_output=True, text=True, check=True)
+         "RUNTIME_IMAGE=wheelforge-demo/bookworm:base", *env_args(demo_build.out / CELLS[0]),
+         "--progress=plain", "--output", "type=cacheonly", "."], cwd=ROOT, capture_output=True,
+        text=True, check=True)
     sizes = [line for line in proc.stderr.splitlines() if "transferring context:" in line]
     assert sizes, proc.stderr[-2000:]
     size = sizes[-1].split("transferring context:")[1].split()[0]  # e.g. 5.84kB

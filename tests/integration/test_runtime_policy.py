@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CELLS, ROOT, copy_recipes
+from tests.conftest import CELLS, ROOT, copy_recipes, env_args
 from wheelforge import image as images
 from wheelforge import plan as planning
 from wheelforge import wheels as wheel_builds
@@ -28,14 +28,16 @@ pytestmark = pytest.mark.integration
 BASE = "wheelforge-demo/bookworm:base"
 
 
-def by_hand(wheels: Path, tag: str) -> subprocess.CompletedProcess:
-    """Dockerfile.clean as a user runs it: no invoke, no build args but the base.
+def by_hand(wheels: Path, tag: str, *, env: bool = True) -> subprocess.CompletedProcess:
+    """Dockerfile.clean as a user runs it: no invoke, no build args but the base and the
+    set's runtime_env (`env`: as the build's first check asks for them).
 
     Without the build cache, so that the checks run (and print) on every run, whatever
     an earlier run or the other engine of `make test` left in the cache."""
     return subprocess.run(
         ["docker", "buildx", "build", "-f", "docker/Dockerfile.clean", "--build-context",
-         f"wheels={wheels}", "--build-arg", f"RUNTIME_IMAGE={BASE}", "--progress=plain",
+         f"wheels={wheels}", "--build-arg", f"RUNTIME_IMAGE={BASE}",
+         *(env_args(wheels) if env else []), "--progress=plain",
          "--no-cache", "--load", "-t", tag, "."],
         cwd=ROOT, capture_output=True, text=True, check=False)
 
@@ -186,7 +188,7 @@ def test_the_runtime_env_of_the_manifest_is_the_images_environment(demo_build, t
                               built.tag], capture_output=True, text=True, check=True).stdout
         assert "DEMO_FLAG=0" in env and "DEMO_MODE=x" in env, env
         assert f"WHEELFORGE_CELL={CELLS[0]}" in env
-        proc = by_hand(folder, tag + "-by-hand")
+        proc = by_hand(folder, tag + "-by-hand", env=False)
         assert proc.returncode != 0
         errors = [ln for ln in proc.stderr.splitlines() if "wheelforge-error:" in ln]
         assert errors and "runtime_env sets DEMO_FLAG=0, the image has DEMO_FLAG=(unset); " \

@@ -38,7 +38,9 @@ test-integration:  ## the integration tests, once per engine of WHEELFORGE_TEST_
 	    *) echo "WHEELFORGE_TEST_ENGINES: $$e is not oldest, current or both" >&2; exit 2 ;; \
 	  esac; \
 	  echo "== integration tests on the $$e engine: $$(DOCKER_CONFIG=$$config docker buildx version)$${dockerd:+; $$($$dockerd --version)}; $(FREE_HERE)"; \
-	  DOCKER_CONFIG=$$config WHEELFORGE_TEST_DOCKERD=$$dockerd WHEELFORGE_TEST_ENGINE=$$e python3 -m pytest -m "integration and not gpu" \
+	  once=$$([ $$e = $(lastword $(ENGINES)) ] || echo 1); \
+	  DOCKER_CONFIG=$$config WHEELFORGE_TEST_DOCKERD=$$dockerd WHEELFORGE_TEST_ENGINE=$$e \
+	    WHEELFORGE_TEST_ONE_ENGINE_DONE=$$once python3 -m pytest -m "integration and not gpu" --durations=15 \
 	    || { echo "== the $$e pass failed; $(FREE_HERE)"; exit 1; }; \
 	done
 

@@ -14,7 +14,8 @@ import pytest
 
 from wheelforge import audit, gpucode
 
-pytestmark = pytest.mark.integration
+# What it proves does not depend on the engine release: `make test` runs it once.
+pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "vendor-wheels"

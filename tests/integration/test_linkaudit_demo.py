@@ -23,7 +23,8 @@ from wheelforge import wheels as wheel_builds
 from wheelforge.errors import UserError
 from wheelforge.ldso import Fs
 
-pytestmark = pytest.mark.integration
+# What it proves does not depend on the engine release: `make test` runs it once.
+pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
 ROCM = "stable-rocm6.4-sid-py3.14-gfx942-default"  # one arch: the cheapest ROCm cell
 CPU = "stable-bookworm-py3.11-x86-64-v2-default"
@@ -117,11 +118,11 @@ def test_newer_libstdcxx_than_the_runtime_image(engine, tmp_path, capsys):
     and downloads nothing (scmext needs nothing). The audit installs the cp314 module into
     the image's venv and loads it into the image's interpreter.
 
-    The first finding, the one line of the error, is the libstdc++ version. Of the 5 more,
-    one is the same defect seen per symbol (basic_string's _M_replace_cold, new in GCC
-    13's GLIBCXX_3.4.31) and four are CPython 3.14 API that bookworm's Python 3.11 lacks:
-    the price of borrowing the only Debian 12 image the demo has, whose Python is not the
-    build's (no demo image pairs Python 3.14 with an older libstdc++)."""
+    The first finding, the one line of the error, is the libstdc++ version; the one more is
+    the same defect seen per symbol (basic_string's _M_replace_cold, new in GCC 13's
+    GLIBCXX_3.4.31). The cp314 module in bookworm's Python 3.11 is the price of borrowing
+    the only Debian 12 image the demo has (no demo image pairs Python 3.14 with an older
+    libstdc++): the audit says it in one note and leaves the 3.14 C API it uses unjudged."""
     recipes = copy_recipes(tmp_path / "recipes", {
         "matrix.yaml": (f"runtime_image: {ROCM_RUNTIME}", f"runtime_image: {BOOKWORM}"),
         "scmext.yaml": ("stacks: [bookworm]", "stacks: [rocm6.4-sid]")})
@@ -130,13 +131,9 @@ def test_newer_libstdcxx_than_the_runtime_image(engine, tmp_path, capsys):
     assert printed[0] == (f"{member}missing version GLIBCXX_3.4.31 of libstdc++.so.6 "
                           "(in /usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30)")
     assert sorted(line.removeprefix(member).split(" (")[0] for line in printed[1:]) == [
-        "undefined symbol PyDict_GetItemStringRef",
-        "undefined symbol PyObject_ClearManagedDict",
-        "undefined symbol PyObject_VisitManagedDict",
-        "undefined symbol PyThreadState_GetUnchecked",
         "undefined symbol _ZNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE15_M_replace_"
         "coldEPcmPKcmm@GLIBCXX_3.4.31"]
-    assert re.match(rf"{re.escape(printed[0])} \(and 5 more, listed above\); nothing was "
+    assert re.match(rf"{re.escape(printed[0])} \(and 1 more, listed above\); nothing was "
                     r"swapped in; fix \S*scmext\.yaml ", found), found
 
 

@@ -18,7 +18,8 @@ from wheelforge import baseimages, imageroot, linkaudit
 from wheelforge.elfdyn import read_elf
 from wheelforge.ldso import DEFAULT_DIRS, Fs
 
-pytestmark = pytest.mark.integration
+# What it proves does not depend on the engine release: `make test` runs it once.
+pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
 ROCM_RUNTIME = "wheelforge-demo/rocm6.4-sid:runtime"
 FAT = "stable-rocm6.4-sid-py3.14-gfx942-gfx950-default"

@@ -16,7 +16,8 @@ import pytest
 from tests.conftest import CELLS, ROOT, run_invoke
 from wheelforge import plan as planning
 
-pytestmark = pytest.mark.integration
+# What it proves does not depend on the engine release: `make test` runs it once.
+pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
 JITDEMO_TREE = ROOT / "demo" / "py" / "jitdemo"
 OWN_CHECKS = ("lz4:roundtrip", "msgpack:roundtrip", "msgpack-numpy:roundtrip", "scmext:api",

@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, run_invoke
 
-pytestmark = pytest.mark.integration
+# What it proves does not depend on the engine release: `make test` runs it once.
+pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
 VENDOR = ROOT / "demo" / "vendor" / "recipes"
 

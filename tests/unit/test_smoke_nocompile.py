@@ -246,3 +246,60 @@ def test_suite_passes_no_compile_for_its_own_temp_files(
     assert code == 0, out
     checks = {c["name"]: c for c in json.loads((tmp_path / "r.json").read_text())["checks"]}
     assert [checks[n]["status"] for n in ("demo:work", "no-compile")] == ["pass", "pass"]
+
+
+def test_triton_compiles_are_expected_not_failed(tmp_path, monkeypatch):
+    """Triton compiles each kernel at first use by design: a file in its cache is reported
+    as expected and the check passes; a file in another JIT folder still fails it."""
+    from wheelforge.smoke import nocompile
+
+    triton, other = tmp_path / "triton", tmp_path / "mori"
+    triton.mkdir()
+    other.mkdir()
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(triton))
+    watcher = nocompile.Watcher([triton, other], proc=str(tmp_path / "no-proc"))
+    with watcher:
+        watcher.begin("triton")
+        (triton / "kernel.hsaco").write_bytes(b"x")
+        watcher.checkpoint("triton")
+    result = nocompile.outcome(watcher)
+    assert result.status == "pass", result
+    assert "expected: 1 compile(s) of triton" in result.reason
+    watcher = nocompile.Watcher([triton, other], proc=str(tmp_path / "no-proc"))
+    with watcher:
+        watcher.begin("mori")
+        (other / "ep.hsaco").write_bytes(b"x")
+        watcher.checkpoint("mori")
+    assert nocompile.outcome(watcher).status == "fail"
+
+
+def test_compilers_python_starts_itself_during_an_expected_compile_are_expected():
+    """As on an H200: Triton writes its cache and runs gcc (cc1, collect2, ld) itself for its
+    launcher. Those compilers count as Triton's; the same compiler in a check that also
+    wrote elsewhere, or under a build tool, does not."""
+    from wheelforge.smoke import nocompile
+
+    F = nocompile.Finding
+    findings = [F("triton", "file", "/c/.triton/cache/k.cubin", "triton"),
+                F("triton", "process", "cc1 (pid 2): cc1", direct=True),
+                F("triton", "process", "ninja (pid 3): ninja", direct=False),
+                F("aiter", "file", "/c/.triton/cache/r.cubin", "triton"),
+                F("aiter", "file", "/site/aiter/jit/module_rmsnorm.so", ""),
+                F("aiter", "process", "cc (pid 4): cc", direct=True)]
+    by_design = nocompile.by_design_findings(findings)
+    assert [f.detail for f in by_design] == ["/c/.triton/cache/k.cubin",
+                                             "/c/.triton/cache/r.cubin", "cc1 (pid 2): cc1"]
+    assert all(f.expected == "triton" for f in by_design)
+
+
+def test_an_expected_compile_with_its_compilers_passes():
+    from wheelforge.smoke import nocompile
+
+    watcher = nocompile.Watcher([])
+    F = nocompile.Finding
+    watcher.findings = [F("triton", "process", "gcc (pid 1): gcc-real x.c", direct=True),
+                        F("triton", "process", "cc1 (pid 2): cc1", direct=True),
+                        F("triton", "file", "/c/.triton/cache/k.so (created)", "triton")]
+    result = nocompile.outcome(watcher)
+    assert result.status == "pass", result
+    assert "expected: 3 compile(s) of triton" in result.reason

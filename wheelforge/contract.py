@@ -16,6 +16,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from . import (
     branchpin,
     buildreads,
@@ -370,8 +372,6 @@ def _pip_installs(words: list[str]) -> list[tuple[str, str | None, str]]:
 
 def _requirement(word: str):
     """A requirement a step names as a word (pybind11==3.0.4), or None."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     try:
         return Requirement(word) if word and not word.endswith(".whl") else None
     except InvalidRequirement:

@@ -28,6 +28,7 @@ from wheelforge import wheels as wheel_builds  # noqa: E402
 
 DEMO = ROOT / "demo" / "recipes"
 CELLS = ("stable-bookworm-py3.11-x86-64-v2-default", "stable-bookworm-py3.11-x86-64-v3-default")
+ROCM_STACK = "rocm6.4-sid"
 
 
 def pytest_configure(config):
@@ -132,9 +133,17 @@ def build_demo(out: Path, exports: Path, *, recipes: Path = DEMO, cells: str | N
 @pytest.fixture(scope="session")
 def demo_build(engine, tmp_path_factory) -> DemoBuild:
     """The demo set's two stable CPU cells, built once for the session (the ROCm cells:
-    tests/integration/test_hip.py)."""
+    rocm_build)."""
     root = tmp_path_factory.mktemp("demo")
     return build_demo(root / "wheels", root / "exports", cells="stable-bookworm-*")
+
+
+@pytest.fixture(scope="session")
+def rocm_build(engine, tmp_path_factory) -> DemoBuild:
+    """The three stable ROCm cells of the demo set (gfx942, gfx950 and the fat one), built
+    once for the session. Tests that break a build copy a cell out of it first."""
+    root = tmp_path_factory.mktemp("rocm")
+    return build_demo(root / "wheels", root / "exports", cells=f"stable-{ROCM_STACK}-*")
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,8 @@ from wheelforge import audit, wheelset
 from wheelforge import engine as docker_engine
 from wheelforge.errors import UserError
 
+pytestmark = pytest.mark.one_engine  # nothing engine-specific (see tests/conftest.py)
+
 STACK = "rocm6.4-sid"
 FAT = f"stable-{STACK}-py3.14-gfx942-gfx950-default"
 # hipsaxpy's step turns the cell's archs into --offload-arch flags; the broken variant
@@ -158,11 +160,12 @@ def test_gate_keeps_what_it_read_by_sha256(tmp_path, capsys):
 # --- real builds ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def good_set(engine, tmp_path_factory) -> Path:
-    """The demo's fat ROCm cell, built correctly: the set a broken build must not touch."""
-    root = tmp_path_factory.mktemp("gate")
-    build_demo(root / "wheels", root / "exports", cells=FAT)
-    return root / "wheels"
+def good_set(rocm_build, tmp_path_factory) -> Path:
+    """The demo's fat ROCm cell, built correctly (a copy of the session's): the set a broken
+    build must not touch."""
+    root = tmp_path_factory.mktemp("gate") / "wheels"
+    shutil.copytree(rocm_build.out / FAT, root / FAT)
+    return root
 
 
 @pytest.mark.integration

@@ -17,6 +17,8 @@ from tests.conftest import LZ4C_URL, copy_recipes, run_invoke
 from wheelforge import demo
 from wheelforge.errors import UserError
 
+pytestmark = pytest.mark.one_engine  # nothing engine-specific (see tests/conftest.py)
+
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 

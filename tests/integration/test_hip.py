@@ -21,7 +21,7 @@ from wheelforge import image as images
 from wheelforge import plan as planning
 from wheelforge.errors import UserError
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
 STACK = "rocm6.4-sid"
 ROCM_CELLS = {
@@ -35,13 +35,6 @@ HIP = {"hipsaxpy", "hipblend"}
 # variant of it that keeps only the first arch (gfx942;gfx950 -> gfx942).
 EVERY_ARCH = "${GPU_ARCHS//;/ }"
 FIRST_ARCH_ONLY = "${GPU_ARCHS%%;*}"
-
-
-@pytest.fixture(scope="module")
-def rocm_build(engine, tmp_path_factory) -> DemoBuild:
-    """The three stable ROCm cells of the demo set, built once for this module."""
-    root = tmp_path_factory.mktemp("rocm")
-    return build_demo(root / "wheels", root / "exports", cells=f"stable-{STACK}-*")
 
 
 def _manifest(build: DemoBuild, cell: str) -> dict:

@@ -188,12 +188,13 @@ def test_dependency_soname_that_the_wheel_does_not_ship(engine, tmp_path, runtim
 
 # --- the demo cells as they are: nothing to report --------------------------------------
 
-@pytest.mark.parametrize(("cell", "image", "names"), [
-    (ROCM, ROCM_RUNTIME, {"hipsaxpy", "hipblend"}),
-    (CPU, BOOKWORM, {"lz4", "msgpack", "msgpack_numpy", "numpy", "pkgconfig", "scmext"}),
+@pytest.mark.parametrize(("built", "cell", "image", "names"), [
+    ("rocm_build", ROCM, ROCM_RUNTIME, {"hipsaxpy", "hipblend"}),
+    ("demo_build", CPU, BOOKWORM, {"lz4", "msgpack", "msgpack_numpy", "numpy", "pkgconfig",
+                                   "scmext"}),
 ], ids=["rocm", "cpu"])
-def test_demo_cells_report_nothing(engine, tmp_path, cell, image, names):
-    build = build_demo(tmp_path / "wheels", tmp_path / "exports", cells=cell)
+def test_demo_cells_report_nothing(request, built, cell, image, names):
+    build = request.getfixturevalue(built)
     manifest = json.loads((build.out / cell / "manifest.json").read_text())
     links = manifest["link_audit"]
     assert links["image"] == image and links["runtime_apt_not_in_root"] == []

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_demo
 from tests.integration.test_audit_vendor import FLYDSL, MORI, fetch
 from wheelforge import baseimages, imageroot, linkaudit
 from wheelforge.elfdyn import read_elf
@@ -101,21 +100,14 @@ def test_flydsl_needs_hip_7_only(rocm_root):
     assert not _present(rocm_root, "libamdhip64.so.7")
 
 
-@pytest.fixture(scope="module")
-def fat_build(engine, tmp_path_factory):
-    """The demo's fat ROCm cell, built through `invoke wheels`' code: the link gate runs."""
-    root = tmp_path_factory.mktemp("linkaudit-rocm")
-    return build_demo(root / "wheels", root / "exports", cells=FAT)
-
-
-def test_demo_hip_wheels_load_in_their_runtime_image(fat_build, rocm_root):
-    manifest = json.loads((fat_build.out / FAT / "manifest.json").read_text())
+def test_demo_hip_wheels_load_in_their_runtime_image(rocm_build, rocm_root):
+    manifest = json.loads((rocm_build.out / FAT / "manifest.json").read_text())
     audit = manifest["link_audit"]
     assert audit["image"] == ROCM_RUNTIME and audit["runtime_apt_not_in_root"] == []
     assert {name.split("-")[0]: w for name, w in audit["wheels"].items()} == {
         "hipsaxpy": {"elf_files": 2, "findings": []}, "hipblend": {"elf_files": 2,
                                                                     "findings": []}}
-    result = linkaudit.audit(sorted((fat_build.out / FAT).glob("*.whl")), rocm_root)
+    result = linkaudit.audit(sorted((rocm_build.out / FAT).glob("*.whl")), rocm_root)
     assert result.ok and result.notes == []
     assert all(w.unchecked == 0 for w in result.wheels)  # every symbol was judged
 

@@ -12,7 +12,7 @@ from tests.conftest import CELLS, build_demo, copy_recipes, run_invoke
 from wheelforge import lock
 from wheelforge.errors import UserError
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
 LOCK = "locks/bookworm-py3.11.txt"
 

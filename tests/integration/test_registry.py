@@ -32,7 +32,7 @@ from wheelforge.registry import OCI_MANIFEST, Registry, RegistryError
 from wheelforge.registrywire import next_link, parse_challenge
 from wheelforge.tags import dated_tag, deletable_digests, expired, floating_tags
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
 if shutil.which(registry_server.BINARY) is None and not os.environ.get("CI"):
     pytest.skip("docker-registry is not installed; run ci/setup-host.sh", allow_module_level=True)

@@ -24,7 +24,7 @@ from wheelforge import plan as planning
 from wheelforge import wheels as wheel_builds
 from wheelforge import wheelset
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 BASE = "wheelforge-demo/bookworm:base"
 
 

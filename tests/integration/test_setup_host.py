@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.one_engine  # nothing engine-specific (see tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "ci" / "setup-host.sh"
 TOOLS = ("bash", "sed", "awk", "sort", "head", "tr", "grep", "dirname", "basename", "cat",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, build_demo, copy_recipes
+from tests.conftest import ROOT, copy_recipes
 from wheelforge import app, bake, demo, imageroot, linkaudit
 from wheelforge import plan as planning
 from wheelforge import wheels as wheel_builds

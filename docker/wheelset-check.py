@@ -276,6 +276,12 @@ def check_wheel(path, who):
                     for block in iter(lambda m=member: m.read(1 << 20), b""):
                         digest.update(block)
                 got = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+                if got != expected and name == record[:-len("RECORD")] + "WHEEL" \
+                        and _retagged(zf.read(name), path.name):
+                    print(f"note: {who}: {_short(name)} was edited after {record} was written "
+                          f"(its tags were changed to the file name's); accepted: it holds only "
+                          f"tags, and installers read the name", file=sys.stderr)
+                    continue
                 if got != expected:
                     fail(f"{who}: member {_short(name)} does not match its {algo} in {record}; "
                          f"the wheel is corrupted, rebuild it")
@@ -286,6 +292,18 @@ def check_wheel(path, who):
             NotImplementedError, RuntimeError) as exc:
         fail(f"{who}: not a sound zip file ({type(exc).__name__}: {str(exc)[:120]}); the file "
              f"is truncated or corrupted, rebuild the set")
+
+
+def _retagged(wheel_file, file_name):
+    """True when a WHEEL file's Tag lines are exactly the tags of the wheel's file name: a
+    retag by hand that left RECORD's hash of WHEEL stale (amd_mori 1.2.4 on PyPI ships so)."""
+    parts = file_name[:-len(".whl")].split("-")
+    pythons, abis, platforms = (part.split(".") for part in parts[-3:])
+    named = {f"{py}-{abi}-{plat}" for py in pythons for abi in abis for plat in platforms}
+    text = wheel_file.decode("utf-8", "replace")
+    tags = {line.split(":", 1)[1].strip() for line in text.splitlines()
+            if line.startswith("Tag:")}
+    return tags == named
 
 
 def _record_name(names, dist, version, who):

@@ -35,11 +35,12 @@ def record_hash(data: bytes) -> str:
 
 def make_wheel(path: Path, members: dict[str, bytes] | None = None, *,
                record_extra: list[str] = (), unlisted: dict[str, bytes] | None = None,
-               bad_hash_for: str | None = None) -> Path:
+               bad_hash_for: str | None = None,
+               wheel_text: bytes = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n") -> Path:
     """A wheel of app 1.0: `members` plus dist-info, RECORD listing them (unless unlisted)."""
     members = dict(members or {"app/__init__.py": b"VALUE = 1\n"})
     members["app-1.0.dist-info/METADATA"] = b"Metadata-Version: 2.1\nName: app\nVersion: 1.0\n"
-    members["app-1.0.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
+    members["app-1.0.dist-info/WHEEL"] = wheel_text
     lines = [f"{n},{record_hash(b'x' if n == bad_hash_for else d)},{len(d)}"
              for n, d in members.items()]
     lines += [*record_extra, "app-1.0.dist-info/RECORD,,"]
@@ -118,6 +119,24 @@ def test_wrong_record_hash_is_refused(tmp_path: Path):
     assert refused(folder) == (f"{NAME} (app): member 'app/__init__.py' does not match its "
                                f"sha256 in app-1.0.dist-info/RECORD; the wheel is corrupted, "
                                f"rebuild it")
+
+
+def test_a_wheel_file_retagged_after_record_is_a_note_only_when_it_says_the_names_tags(
+        tmp_path: Path, capsys):
+    """A retag by hand (amd_mori 1.2.4 on PyPI) leaves RECORD's hash of WHEEL stale: a note
+    when WHEEL's tags are exactly the file name's, else the usual refusal."""
+    retagged = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    folder = make_set(tmp_path / "ok", bad_hash_for="app-1.0.dist-info/WHEEL",
+                      wheel_text=retagged)
+    wheelset.verify(folder)
+    assert "'app-1.0.dist-info/WHEEL' was edited after app-1.0.dist-info/RECORD was " \
+           "written" in capsys.readouterr().err
+    other = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: cp312-cp312-linux_x86_64\n"
+    folder = make_set(tmp_path / "other", bad_hash_for="app-1.0.dist-info/WHEEL",
+                      wheel_text=other)
+    assert refused(folder) == (f"{NAME} (app): member 'app-1.0.dist-info/WHEEL' does not "
+                               f"match its sha256 in app-1.0.dist-info/RECORD; the wheel is "
+                               f"corrupted, rebuild it")
 
 
 def test_member_missing_from_record_is_refused(tmp_path: Path):

@@ -6,9 +6,10 @@ against the demo ROCm runtime image (wheelforge-demo/rocm6.4-sid:runtime).
     python3 bench/linkaudit_bench.py --share      # + its share of `invoke wheels` on the demo
 
 With --share, every stable demo cell is built (build_demo, as `invoke wheels` does, the
-engine's cache as it is) and the link audit of each cell's set is timed apart, its image
-root cached; the share is their sum over the build's wall time, and the cold extraction of
-each runtime image's root is given beside it (once per image ID, then cached). Goal
+engine's cache as it is, no image root cached) and the link audit of each cell's set is
+timed apart, its image root cached; the share is their sum, plus the time the build still
+waited for the image roots it extracts while the components build, over the build's wall
+time. The cold extraction of each root is given beside it. Goal
 (recorded, never asserted): under 5% of `invoke wheels` on the demo set.
 
 Each case runs in a fresh interpreter: wall time of linkaudit.audit (the image root
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,31 +92,54 @@ def main() -> None:
 
 
 def share() -> dict:
-    """The link audit's time on every stable demo cell against the demo build's wall time."""
+    """The link audit's time on every stable demo cell against the demo build's wall time.
+
+    The build starts with no image root cached (the cache is moved aside and put back), so
+    `invoke wheels` extracts them itself, in the background while the components build
+    (imageroot.Prefetch); what it adds is the time it then waited for them."""
     from tests.conftest import build_demo
     from wheelforge import imageroot, wheelset
 
+    waited: list[float] = []
+    wait = imageroot.Prefetch.wait
+
+    def timed_wait(self) -> None:
+        started = time.perf_counter()
+        wait(self)
+        waited.append(time.perf_counter() - started)
+
+    imageroot.Prefetch.wait = timed_wait
+    aside = imageroot.ROOTS.with_name("image-roots.aside")
     with tempfile.TemporaryDirectory() as tmp:
-        began = time.perf_counter()
-        build = build_demo(Path(tmp) / "wheels", Path(tmp) / "exports", cells="stable-*")
-        build_s = time.perf_counter() - began
-        cells, cold = {}, {}
-        for cell_dir in sorted(p for p in build.out.iterdir() if p.is_dir()):
-            image = wheelset.read_manifest(cell_dir)["runtime_image"]
-            if image not in cold:
-                with tempfile.TemporaryDirectory(dir=ROOT / ".cache") as scratch:
-                    started = time.perf_counter()
-                    imageroot.extract(image, cache=Path(scratch))
-                    cold[image] = round(time.perf_counter() - started, 1)
-            cells[cell_dir.name] = measure(imageroot.extract(image),
-                                           sorted(cell_dir.glob("*.whl")))
+        if imageroot.ROOTS.exists():
+            imageroot.ROOTS.rename(aside)
+        try:
+            began = time.perf_counter()
+            build = build_demo(Path(tmp) / "wheels", Path(tmp) / "exports", cells="stable-*")
+            build_s = time.perf_counter() - began
+            cells, cold = {}, {}
+            for cell_dir in sorted(p for p in build.out.iterdir() if p.is_dir()):
+                image = wheelset.read_manifest(cell_dir)["runtime_image"]
+                if image not in cold:
+                    with tempfile.TemporaryDirectory(dir=ROOT / ".cache") as scratch:
+                        started = time.perf_counter()
+                        imageroot.extract(image, cache=Path(scratch))
+                        cold[image] = round(time.perf_counter() - started, 1)
+                cells[cell_dir.name] = measure(imageroot.extract(image),
+                                               sorted(cell_dir.glob("*.whl")))
+        finally:
+            imageroot.Prefetch.wait = wait
+            if aside.exists():
+                shutil.rmtree(imageroot.ROOTS, ignore_errors=True)
+                aside.rename(imageroot.ROOTS)
     audit_s = sum(c["seconds"] for c in cells.values())
     return {"demo_build_seconds": round(build_s, 1), "cells": cells,
             "link_audit_seconds": round(audit_s, 2),
             "share_percent": round(100 * audit_s / build_s, 2),
             "cold_root_extraction_seconds": cold,
+            "waited_for_roots_seconds": round(sum(waited), 2),
             "share_percent_with_cold_roots": round(
-                100 * (audit_s + sum(cold.values())) / build_s, 2),
+                100 * (audit_s + sum(waited)) / build_s, 2),
             "goal": "under 5% of invoke wheels on the demo set"}
 
 

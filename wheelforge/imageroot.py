@@ -14,12 +14,15 @@ temporary folder beside it and renamed into place, so a stopped run leaves no ha
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from . import engine
@@ -77,6 +80,26 @@ def extract(image: str, *, cache: Path = ROOTS) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+class Prefetch:
+    """Extract the roots of ``images`` in a background thread, while the components build;
+    ``wait()`` before the link audit. Only a warm-up: an image that fails here is extracted
+    again by the audit's own ``root_for``, which reports the error."""
+
+    def __init__(self, images: Iterable[str]) -> None:
+        self._thread = threading.Thread(target=self._run, args=(sorted(set(images)),),
+                                        name="image-roots", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _run(images: list[str]) -> None:
+        for image in images:
+            with contextlib.suppress(Exception):  # the audit's own extraction reports it
+                extract(image)
+
+    def wait(self) -> None:
+        self._thread.join()
 
 
 def _unpack(container: str, dest: Path, late: dict[str, list[str]] | None) -> dict:

@@ -26,6 +26,7 @@ from . import (
     bake,
     baseimages,
     engine,
+    imageroot,
     jitcoverage,
     linkaudit,
     progress,
@@ -57,6 +58,16 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
     sources.clean_partial(options.sources)
     baseimages.ensure_images({b.build_image for b in plan.builds.values()} |
                            {c.stack.runtime_image for c in plan.cells})
+    # what the link audit reads of each runtime image, read while the components build
+    roots = imageroot.Prefetch(c.stack.runtime_image for c in plan.cells)
+    try:
+        return _build(plan, options, out_root=out_root, builder=builder, roots=roots)
+    finally:
+        roots.wait()  # never leave it half-written behind an error
+
+
+def _build(plan: Plan, options: bake.Options, *, out_root: Path, builder: str | None,
+           roots: imageroot.Prefetch) -> list[Row]:
     for b in plan.builds.values():
         engine.say(f"source: {b.component}: {b.source.label()}")
         sources.fetch(options.sources, b, rewrites=plan.rewrites)
@@ -80,6 +91,7 @@ def build(plan: Plan, options: bake.Options, *, out_root: Path,
     base_ids = {ref: _image_digest(result, ref) for ref in {b.build_image for b in
                                                              plan.builds.values()}}
     stages = {cell.id: wheelset.staging(out_root, cell.id) for cell in plan.cells}
+    roots.wait()
     try:
         for cell in plan.cells:
             for target in plan.cell_targets[cell.id].values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +28,11 @@ def resolve(recipe: Recipe, channel: str, inputs: Inputs) -> Resolved:
     local = inputs.src_overrides.get(recipe.name)
     src = recipe.source
     if local is not None or isinstance(src, PathSource):
-        path = local if local is not None else (inputs.recipes_dir.parent / src.path)
-        return Resolved(kind="path", path=str(path.resolve()), fingerprint=fingerprint(path))
+        given = local if local is not None else (inputs.recipes_dir.parent / src.path)
+        who = (f"--src {recipe.name}={local}" if local is not None else
+               f"{recipe.file}:{recipe.line_of_source}: source: path {src.path}")
+        path = local_tree(given, who)
+        return Resolved(kind="path", path=str(path), fingerprint=fingerprint(path))
     who = f"{recipe.file}: {recipe.name}"
     if isinstance(src, GitSource):
         fetch_url = gitrefs.rewrite(src.url, inputs.rewrites)
@@ -54,6 +58,23 @@ def resolve(recipe: Recipe, channel: str, inputs: Inputs) -> Resolved:
                         ref=f"nightly {inputs.today.isoformat()}")
     return Resolved(kind="index", url=src.url or "", packages=src.packages,
                     wheel_sha256=src.sha256)
+
+
+def local_tree(path: Path, who: str) -> Path:
+    """A local checkout's folder, resolved; else one line (missing, a symlink loop, a file)."""
+    try:
+        real = path.resolve(strict=True)
+    except RuntimeError:  # Python before 3.13: a symlink loop
+        real = None
+        why = "a symlink loop"
+    except OSError as exc:
+        real = None
+        why = "a symlink loop" if exc.errno == errno.ELOOP else exc.strerror
+    if real is None:
+        raise UserError(f"{who}: cannot be read ({why}); give the folder of a checkout")
+    if not real.is_dir():
+        raise UserError(f"{who}: not a folder; give the folder of a checkout")
+    return real
 
 
 def fingerprint(path: Path) -> str:

@@ -10,7 +10,8 @@ the line of each item). Numbers keep the text they were written as (`Int`,
 Hostile files are refused in one line, never with a hang or a traceback: only
 regular files are read (a FIFO, a device, a directory or a symlink loop is
 refused before any read), at most MAX_BYTES of them, nesting at most MAX_DEPTH
-levels deep, numbers at most MAX_NUMBER_CHARS characters long.
+levels deep, numbers at most MAX_NUMBER_CHARS characters long, and no aliases (an alias
+bomb must not pass unnoticed in a field nothing reads). Dates stay text, like on/off.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class _Loader(yaml.SafeLoader):
     _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise _TooBig(problem="a YAML alias (*name): recipes and the matrix take no "
+                                  "anchors or aliases; write the value out",
+                          problem_mark=self.peek_event().start_mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -126,9 +131,11 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
                         _Loader.construct_sequence)
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 _Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
-# Keep on/off/yes/no as strings: a recipe value `ENABLE_CK: off` must not become False.
+# Keep on/off/yes/no as strings: a recipe value `ENABLE_CK: off` must not become False;
+# and dates: an unquoted tag `2024-01-01` is the tag's name, not a date.
+_STRINGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _STRINGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 

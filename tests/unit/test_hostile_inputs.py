@@ -198,3 +198,46 @@ def test_second_holder_of_the_checkout_lock_is_refused_naming_the_first(tmp_path
         holder.wait(timeout=60)
     with checkout_lock.held(lock):  # released when its holder exits
         assert lock.read_text() == f"{os.getpid()}\n"
+
+
+# --- YAML: no aliases; dates stay text --------------------------------------------------------
+
+def test_an_alias_bomb_in_a_field_nothing_reads_is_refused_naming_its_line(tmp_path: Path):
+    directory = write_set(tmp_path / "recipes", {"app": git_recipe("app")})
+    matrix = (directory / "matrix.yaml").read_text()
+    bomb = ("x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" +
+            "".join(f"x{i}: &a{i} [*a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}, *a{i-1}]\n"
+                    for i in range(1, 9)))
+    (directory / "matrix.yaml").write_text(bomb + matrix)
+    proc = plan_in_subprocess(directory)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.endswith("matrix.yaml:2: a YAML alias (*name): recipes and the matrix take no "
+                         "anchors or aliases; write the value out"), line
+
+
+def test_an_unquoted_date_is_the_text_it_reads_as(tmp_path: Path):
+    from wheelforge import yamlsource
+
+    path = tmp_path / "app.yaml"
+    path.write_text("source:\n  tag: 2024-01-01\n  when: 2024-01-01T10:00:00\n")
+    assert yamlsource.load(path)["source"] == {"tag": "2024-01-01",
+                                                "when": "2024-01-01T10:00:00"}
+
+
+# --- --src: a local checkout that cannot be read ----------------------------------------------
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (lambda p: p.symlink_to(p), "cannot be read (a symlink loop)"),
+    (lambda p: p.write_text("x"), "not a folder"),
+    (lambda p: None, "cannot be read (No such file or directory)"),
+])
+def test_src_that_is_no_folder_is_one_line(tmp_path: Path, make, problem: str):
+    directory = write_set(tmp_path / "recipes", {"app": git_recipe("app")})
+    given = tmp_path / "checkout"
+    make(given)
+    with pytest.raises(UserError) as caught:
+        planning.make_plan(planning.Inputs(recipes_dir=directory,
+                                           src_overrides={"app": given}), channel="stable",
+                           cells_glob=None)
+    assert str(caught.value) == f"--src app={given}: {problem}; give the folder of a checkout"

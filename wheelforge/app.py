@@ -3,7 +3,7 @@
 `guarded` turns user errors into one line and an exit status; the rest shows a plan or
 the matrix. Only tasks.py (and tests) import this module: the flow (pipeline.py) and
 every other module get their inputs and options from options.py and settings.py.
-Each action reads the previous step's output and nothing else (DESIGN.md):
+Each action reads the previous step's output and nothing else:
 plan -> wheels -> image -> smoke -> publish.
 """
 

@@ -40,17 +40,22 @@ def checked_plan(ins: Inputs, *, channel: str | None, cells: str | None,
 
 def wheels(ins: Inputs, *, channel: str | None, cells: str | None, options: bake.Options,
            builder: str | None = None) -> list[wheel_builds.Row]:
-    say_settings()
+    say_settings(options)
     p = checked_plan(ins, channel=channel, cells=cells, options=options)
     # One build per checkout: a second one would clear this one's sources and exports.
     with checkout_lock.held(WHEELS_LOCK):
         return _wheels(p, options=options, builder=builder)
 
 
-def say_settings() -> None:
-    """The effective settings, one `setting: NAME = value (from env|default)` line each,
-    secrets masked (on stderr, as the rest of the progress)."""
-    for line in dataclasses.replace(current(), wheels=WHEELS).lines():
+def say_settings(options: bake.Options) -> None:
+    """The settings this run uses, one `setting: NAME = value (origin)` line each, secrets
+    masked (on stderr, as the rest of the progress): a command-line option over the
+    environment over the default."""
+    used = dataclasses.replace(current(), wheels=WHEELS)
+    if options.max_jobs is not None and str(options.max_jobs) != used.max_jobs:
+        used = dataclasses.replace(used, max_jobs=str(options.max_jobs),
+                                   from_option=used.from_option | {"MAX_JOBS"})
+    for line in used.lines():
         engine.say(line)
 
 
@@ -73,6 +78,8 @@ def base_images(ins: Inputs) -> None:
 def image(*, cells: str | None, tags: list[str] | None = None,
           builder: str | None = None) -> list[images.Built]:
     dirs = images.cell_dirs(WHEELS, cells)
+    for d in dirs:  # each set is the one its cell's last `invoke wheels` planned
+        wheelset.require_planned(d, wheelset.read_manifest(d))
     if tags and len(tags) != len(dirs):
         raise UserError(f"--tag given {len(tags)} times for {len(dirs)} cells; give one per "
                         f"cell, or none for the default tags")

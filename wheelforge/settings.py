@@ -154,9 +154,10 @@ class Settings:
     docker: str
     max_jobs: str | None
     from_env: frozenset[str]  # names set in the environment
+    from_option: frozenset[str] = frozenset()  # names a command-line option set instead
 
     def lines(self) -> list[str]:
-        """`setting: NAME = value (from env|default)` per variable, secrets masked."""
+        """`setting: NAME = value (option --x|env|default)` per variable, secrets masked."""
         values = {
             "WHEELFORGE_WHEELS": str(self.wheels),
             "WHEELFORGE_GIT_REWRITES": " ".join(self.git_rewrites),
@@ -171,7 +172,8 @@ class Settings:
         out = []
         for name, value in values.items():
             var = MAX_JOBS if name == MAX_JOBS.name else BY_NAME[name]
-            origin = "env" if name in self.from_env else "default"
+            origin = (f"option {var.option}" if name in self.from_option else
+                      "env" if name in self.from_env else "default")
             out.append(f"setting: {name} = {shown(var, value) or '(none)'} ({origin})")
         return out
 

@@ -29,6 +29,7 @@ from . import (
     imageroot,
     jitcoverage,
     linkaudit,
+    lockmake,
     progress,
     sources,
     table,
@@ -55,6 +56,9 @@ class Row:
 def build(plan: Plan, options: bake.Options, *, out_root: Path,
           builder: str | None = None) -> list[Row]:
     wheelset.clean_stale(out_root)
+    for cell in plan.cells:  # what `invoke image` will expect of each set (wheelset.py)
+        wheelset.record_planned(out_root, cell.id, wheelset.plan_id(
+            {name: plan.builds[t].key for name, t in plan.cell_targets[cell.id].items()}))
     sources.clean_partial(options.sources)
     baseimages.ensure_images({b.build_image for b in plan.builds.values()} |
                            {c.stack.runtime_image for c in plan.cells})
@@ -209,6 +213,7 @@ def _runtime_deps(plan: Plan, options: bake.Options, stages: dict[str, Path],
     Each cell's wheels are checked against its lock first (one line naming what is
     missing, and `invoke lock`); the step then downloads exactly the lock, which is its
     `lock` context (so its content is in BuildKit's key) and LOCK_SHA256."""
+    _lock_where_none(plan, options, stages)
     targets = {}
     for cell in plan.cells:
         name = re.sub(r"[^A-Za-z0-9_-]", "_", f"runtime-deps-{cell.id}")
@@ -241,6 +246,33 @@ def _runtime_deps(plan: Plan, options: bake.Options, stages: dict[str, Path],
             wheelset.add_file(stages[cell.id], whl)
         out[cell.id] = [wheelset.wheel_entry(w) for w in found]
     return out
+
+
+def _lock_where_none(plan: Plan, options: bake.Options, stages: dict[str, Path]) -> None:
+    """A (stack, Python) with no lock yet whose sets need the index is locked here, from
+    the staged wheels, as `invoke lock` would (uv); said on one line, to be committed. A
+    lock that exists is never remade here: one the wheels outgrew is refused (lock.check)."""
+    groups: dict[Path, list] = {}
+    for cell in plan.cells:
+        lock = plan.locks[cell.id]
+        built = sorted(stages[cell.id].glob("*.whl"))
+        if not lock.exists and locks.needs_index(built, lock.python):
+            groups.setdefault(lock.path, []).append(cell)
+    for path, cells in groups.items():
+        lock = plan.locks[cells[0].id]
+        wheels = {w.name: w for c in cells for w in stages[c.id].glob("*.whl")}
+        indexes = [i for c in cells for i in extra_indexes(plan, c.id)]
+        text = lockmake.resolve(lock.stack, lock.python, sorted(wheels.values()),
+                                extra_indexes=list(dict.fromkeys(indexes)),
+                                recipes=lock.recipes, cells=[c.id for c in cells],
+                                ca_bundle=options.ca_bundle)
+        lockmake.write(path, text)
+        made = locks.locate(path.parent.parent, lock.stack, lock.python)
+        for cell in plan.cells:
+            if plan.locks[cell.id].path == path:
+                plan.locks[cell.id] = made
+        engine.say(f"lock: {made.display}: there was none; made from the built wheels with uv "
+                   f"({len(made.pins)} pins): commit it")
 
 
 def runtime_apt(plan: Plan, cell_id: str) -> list[str]:

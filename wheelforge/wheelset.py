@@ -117,6 +117,42 @@ def read_manifest(cell_dir: Path) -> dict:
     return _refused_as_user_error(_checks().read_manifest, cell_dir)
 
 
+PLANNED = ".planned"  # wheels/.planned/<cell>: the plan the last `invoke wheels` began
+
+
+def plan_id(keys: dict[str, str]) -> str:
+    """A short name for a cell's plan: the cache key of each of its components."""
+    text = json.dumps(sorted(keys.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def manifest_plan_id(manifest: dict) -> str:
+    return plan_id({name: c.get("key", "") for name, c in manifest["components"].items()})
+
+
+def record_planned(root: Path, cell_id: str, planned: str) -> None:
+    """Note the plan a build of `cell_id` begins (written atomically, before it builds)."""
+    folder = root / PLANNED
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{cell_id}.tmp"
+    tmp.write_text(planned + "\n")
+    os.replace(tmp, folder / cell_id)
+
+
+def require_planned(cell_dir: Path, manifest: dict) -> None:
+    """The set in `cell_dir` is the one the last `invoke wheels` for its cell planned: after
+    a failed build the previous set stays, but no image is made from it unnoticed."""
+    note = cell_dir.parent / PLANNED / cell_dir.name
+    if not note.is_file():
+        return
+    expected, found = note.read_text().strip(), manifest_plan_id(manifest)
+    if found != expected:
+        raise UserError(f"{cell_dir}: this set is from plan {found}, but the last `invoke "
+                        f"wheels` for {cell_dir.name} planned {expected} and did not finish; "
+                        f"run `invoke wheels --cells {cell_dir.name}` (or delete {note} to "
+                        f"use this set)")
+
+
 def swap_in(stage: Path, final: Path) -> None:
     """Make `stage` become `final` atomically; the old set (if any) is removed after."""
     if not final.exists():

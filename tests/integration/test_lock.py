@@ -77,3 +77,17 @@ def test_invoke_lock_resolves_the_built_wheels_with_uv(demo_build, tmp_path):
         manifest = json.loads((demo_build.out / cell / "manifest.json").read_text())
         lock.check(cell, [demo_build.out / cell / w["file"] for c in
                           manifest["components"].values() for w in c["wheels"]], made)
+
+
+def test_with_no_lock_at_all_wheels_makes_it_and_says_so(demo_build, tmp_path, capsys):
+    recipes = copy_recipes(tmp_path / "recipes")
+    (recipes / LOCK).unlink()
+    cell = CELLS[0]
+    capsys.readouterr()
+    build_demo(tmp_path / "wheels", tmp_path / "exports", recipes=recipes, cells=cell)
+    made = lock.locate(recipes, "bookworm", "3.11")
+    assert made.exists and "numpy" in made.pinned()
+    assert (f"lock: {made.display}: there was none; made from the built wheels with uv "
+            f"({len(made.pins)} pins): commit it") in capsys.readouterr().err
+    manifest = json.loads((tmp_path / "wheels" / cell / "manifest.json").read_text())
+    assert manifest["runtime_lock"]["sha256"] == made.sha256

@@ -140,7 +140,17 @@ def test_interrupted_build_leaves_previous_set_intact(demo_build, tmp_path):
     for comp in manifest["components"].values():
         for wheel in comp["wheels"]:
             assert sha(out / CELLS[0] / wheel["file"]) == wheel["sha256"]
-    assert [p.name for p in out.iterdir()] == [CELLS[0]]
+    assert sorted(p.name for p in out.iterdir()) == [".planned", CELLS[0]]
+    # the previous set stays, but no image is made from it unnoticed
+    image = run_invoke("image", "--cells", CELLS[0], env={"WHEELFORGE_WHEELS": str(out)})
+    assert image.returncode == 2
+    found = wheelset.manifest_plan_id(manifest)
+    expected = (out / ".planned" / CELLS[0]).read_text().strip()
+    assert found != expected
+    assert image.stderr.strip().splitlines()[-1] == (
+        f"error: {out / CELLS[0]}: this set is from plan {found}, but the last `invoke wheels` "
+        f"for {CELLS[0]} planned {expected} and did not finish; run `invoke wheels --cells "
+        f"{CELLS[0]}` (or delete {out / '.planned' / CELLS[0]} to use this set)")
 
 
 def test_hadolint_passes_on_the_dockerfiles():

@@ -252,3 +252,17 @@ def test_parse_wheel_name_is_strict(name: str):
         wheelset.parse_wheel_name(name)
     assert wheelset.parse_wheel_name("msgpack_numpy-0.4.8-1-py2.py3-none-any.whl") == (
         "msgpack_numpy", "0.4.8")
+
+
+def test_a_set_from_another_plan_than_the_last_build_began_is_refused(tmp_path: Path):
+    folder = make_set(tmp_path / "wheels" / "stable-x")
+    manifest = wheelset.read_manifest(folder)
+    wheelset.require_planned(folder, manifest)  # no build began since: the set is current
+    wheelset.record_planned(tmp_path / "wheels", "stable-x", wheelset.manifest_plan_id(manifest))
+    wheelset.require_planned(folder, manifest)  # the last build made this set
+    wheelset.record_planned(tmp_path / "wheels", "stable-x", "0123456789ab")
+    with pytest.raises(UserError) as caught:
+        wheelset.require_planned(folder, manifest)
+    assert str(caught.value).startswith(
+        f"{folder}: this set is from plan {wheelset.manifest_plan_id(manifest)}, but the last "
+        f"`invoke wheels` for stable-x planned 0123456789ab and did not finish; run ")

@@ -185,16 +185,29 @@ def test_no_module_reads_wheel_file_names_by_hand():
 
 def test_invoke_wheels_says_the_settings_first(monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]):
-    from wheelforge import pipeline
+    from wheelforge import bake, pipeline
 
     monkeypatch.setenv("WHEELFORGE_PIP_INDEX_URL", "https://u:tok3n@index.example.invalid/s")
     monkeypatch.setattr(pipeline, "WHEELS", settings.ROOT / "elsewhere")
     monkeypatch.setattr(pipeline, "checked_plan", lambda *a, **k: (_ for _ in ()).throw(
         RuntimeError("planned")))
     with pytest.raises(RuntimeError, match="planned"):
-        pipeline.wheels(None, channel=None, cells=None, options=None)
+        pipeline.wheels(None, channel=None, cells=None,
+                        options=bake.Options(sources=Path("s"), exports=Path("e")))
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"setting: WHEELFORGE_WHEELS = {settings.ROOT / 'elsewhere'} (default)"
     assert ("setting: WHEELFORGE_PIP_INDEX_URL = https://***@index.example.invalid/s (env)"
             in err)
     assert not any("tok3n" in line for line in err)
+
+
+def test_the_summary_shows_what_the_run_uses_an_option_over_the_environment(capsys, monkeypatch):
+    """`invoke wheels --max-jobs 8` says MAX_JOBS = 8 (option --max-jobs), not the
+    environment's value or the default."""
+    from wheelforge import bake, pipeline
+
+    monkeypatch.setenv("MAX_JOBS", "2")
+    pipeline.say_settings(bake.Options(sources=Path("s"), exports=Path("e"), max_jobs=8))
+    assert "setting: MAX_JOBS = 8 (option --max-jobs)" in capsys.readouterr().err
+    pipeline.say_settings(bake.Options(sources=Path("s"), exports=Path("e"), max_jobs=2))
+    assert "setting: MAX_JOBS = 2 (env)" in capsys.readouterr().err

@@ -6,6 +6,7 @@ The globs select cells of the matrix (matrix.py) and wheel sets by their cell id
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -48,75 +49,29 @@ def split_patterns(patterns: str, *, flag: str = "--cells") -> list[str]:
                             f"{MAX_PATTERN}); shorten it")
         if schema.CONTROL_RE.search(pattern):
             raise UserError(f"{flag} {pattern!r}: {schema.control_problem(pattern)}")
-        _glob_tokens(pattern, flag=flag)
+        _check_brackets(pattern, flag)
     return items
 
 
 def glob_match(pattern: str, text: str) -> bool:
-    """Shell-style `*`, `?`, `[abc]`, `[a-z]`, `[!a]` match of the whole `text`.
+    """Shell-style `*`, `?`, `[abc]`, `[a-z]`, `[!a]` match of the whole `text`, case kept.
 
-    A dynamic program over (pattern token, text position): at most
-    len(pattern) x len(text) steps, whatever the pattern (no backtracking).
+    fnmatch, whose translation (CPython 3.11+) uses atomic groups, so a pattern of many
+    `*` cannot make the regular expression backtrack without bound; with the lengths
+    bounded here (a glob of MAX_PATTERN characters, ids of a few dozen) the work is small.
     """
-    tokens = _glob_tokens(pattern)
-    reach = [True] + [False] * len(text)  # reach[j]: tokens so far match text[:j]
-    for kind, arg in tokens:
-        if kind == "*":
-            for j in range(1, len(text) + 1):
-                reach[j] = reach[j] or reach[j - 1]
-            continue
-        nxt = [False] * (len(text) + 1)
-        for j in range(len(text)):
-            if reach[j] and _token_matches(kind, arg, text[j]):
-                nxt[j + 1] = True
-        reach = nxt
-    return reach[-1]
+    return fnmatch.fnmatchcase(text, pattern)
 
 
-def _token_matches(kind: str, arg: tuple, char: str) -> bool:
-    if kind == "?":
-        return True
-    if kind == "lit":
-        return char == arg[0]
-    negate, items = arg
-    hit = any(lo <= char <= hi for lo, hi in items)
-    return hit != negate
-
-
-def _glob_tokens(pattern: str, *, flag: str = "--cells") -> list[tuple[str, tuple]]:
-    tokens: list[tuple[str, tuple]] = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "*":
-            if not tokens or tokens[-1][0] != "*":
-                tokens.append(("*", ()))
-            i += 1
-        elif char == "?":
-            tokens.append(("?", ()))
-            i += 1
-        elif char == "[":
-            start = i + 1
-            start += pattern.startswith("!", start)
-            start += pattern.startswith("]", start)  # a leading ']' is a literal one
-            end = pattern.find("]", start)
-            if end < 0:
-                raise UserError(f"{flag} {pattern}: '[' at position {i + 1} is not closed; "
-                                f"write [abc] or [a-z], or remove it")
-            body = pattern[i + 1:end]
-            negate = body.startswith("!")
-            body = body[1:] if negate else body
-            items, k = [], 0
-            while k < len(body):
-                if k + 2 < len(body) and body[k + 1] == "-":
-                    items.append((body[k], body[k + 2]))
-                    k += 3
-                else:
-                    items.append((body[k], body[k]))
-                    k += 1
-            tokens.append(("set", (negate, tuple(items))))
-            i = end + 1
-        else:
-            tokens.append(("lit", (char,)))
-            i += 1
-    return tokens
+def _check_brackets(pattern: str, flag: str) -> None:
+    """fnmatch reads an unclosed `[` as a literal; a selection refuses it, as a typo."""
+    i = pattern.find("[")
+    while i >= 0:
+        start = i + 1
+        start += pattern.startswith("!", start)
+        start += pattern.startswith("]", start)  # a leading ']' is a literal one
+        end = pattern.find("]", start)
+        if end < 0:
+            raise UserError(f"{flag} {pattern}: '[' at position {i + 1} is not closed; "
+                            f"write [abc] or [a-z], or remove it")
+        i = pattern.find("[", end + 1)

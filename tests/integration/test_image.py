@@ -66,6 +66,7 @@ def test_every_component_imports_in_the_running_image(demo_build, demo_images):
         assert labels["org.opencontainers.image.revision"]
 
 
+@pytest.mark.one_engine
 def test_no_compiler_in_the_image(demo_images):
     tag = demo_images[CELLS[0]].tag
     probe = "for c in gcc g++ cc c++ clang hipcc amdclang; do command -v $c; done; true"
@@ -123,6 +124,7 @@ def test_secrets_reach_the_build_but_no_layer(demo_build, tmp_path):
         docker("rmi", "-f", tag, check=False)
 
 
+@pytest.mark.one_engine
 def test_planted_sdist_fails_the_build_naming_it(demo_build, tmp_path):
     wheels = tmp_path / "set"
     shutil.copytree(demo_build.out / CELLS[0], wheels)
@@ -133,6 +135,7 @@ def test_planted_sdist_fails_the_build_naming_it(demo_build, tmp_path):
             "need compiling") in proc.stderr
 
 
+@pytest.mark.one_engine
 def test_corrupted_wheel_is_refused_before_install(demo_build, tmp_path):
     wheels = tmp_path / "set"
     shutil.copytree(demo_build.out / CELLS[0], wheels)
@@ -148,6 +151,7 @@ def test_corrupted_wheel_is_refused_before_install(demo_build, tmp_path):
     assert "Successfully installed" not in proc.stderr
 
 
+@pytest.mark.one_engine
 def test_wheel_for_another_python_fails_naming_it(demo_build, tmp_path):
     wheels = tmp_path / "set"
     shutil.copytree(demo_build.out / CELLS[0], wheels)
@@ -164,6 +168,7 @@ def test_wheel_for_another_python_fails_naming_it(demo_build, tmp_path):
         proc.stderr)
 
 
+@pytest.mark.one_engine
 def test_smoke_in_image_cpu_path_passes_and_require_gpu_fails(demo_images, tmp_path):
     tag = demo_images[CELLS[0]].tag
     report = tmp_path / "report.json"
@@ -181,6 +186,7 @@ def test_smoke_in_image_cpu_path_passes_and_require_gpu_fails(demo_images, tmp_p
     assert device["status"] == "fail" and "--require-gpu" in device["reason"]
 
 
+@pytest.mark.one_engine
 def test_build_from_a_missing_wheel_set_is_one_clear_line(tmp_path):
     proc = run_invoke("image", "--cells", "no-such-cell",
                       env={"WHEELFORGE_WHEELS": str(tmp_path)})
@@ -204,6 +210,7 @@ def test_fresh_build_context_is_small(demo_build, tmp_path):
     assert float(number) < 1000, sizes[-1]
 
 
+@pytest.mark.one_engine
 def test_smoke_compare_runs_the_perf_checks_in_both_images(demo_images):
     a, b = (demo_images[c].tag for c in CELLS)
     proc = run_invoke("smoke", "--image", a, "--compare", b)

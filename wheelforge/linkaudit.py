@@ -37,6 +37,7 @@ runs the CLI with ``--root /`` before it installs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import posixpath
@@ -52,6 +53,7 @@ from pathlib import Path
 from .elfdyn import MAGIC, matches
 from .errors import UserError
 from .ldso import Fs, Linker
+from .settings import LINK_AUDIT_CACHE
 
 VENV = "/opt/venv"
 PYTHONS = ("/usr/local/bin/python3", "/usr/bin/python3")
@@ -343,7 +345,16 @@ def gate(stage: Path, manifest: dict) -> dict:
 
     cell, image = str(manifest.get("cell", stage.name)), str(manifest["runtime_image"])
     apt = list(manifest.get("runtime_apt", []))
-    result = audit(sorted(stage.glob("*.whl")), imageroot.root_for(image), lenient=bool(apt))
+    wheels, root = sorted(stage.glob("*.whl")), imageroot.root_for(image)
+    entry = _passed_entry(wheels, manifest, root, lenient=bool(apt)) \
+        if root.parent == imageroot.ROOTS else None
+    kept = _read_passed(entry)
+    if kept is not None:  # this very set passed against this very image before
+        if kept["shown"]:
+            print("\n".join([f"link audit of {cell} against {image}:", *kept["lines"]]),
+                  flush=True)
+        return {"image": image, "runtime_apt_not_in_root": apt, "wheels": kept["wheels"]}
+    result = audit(wheels, root, lenient=bool(apt))
     lines = [*(f"note: {n}" for n in result.notes), result.table()]
     if not result.ok:
         print("\n".join([*result.findings, *lines]), file=sys.stderr, flush=True)
@@ -356,9 +367,61 @@ def gate(stage: Path, manifest: dict) -> dict:
             f"{f' (and {more} more, listed above)' if more else ''}; nothing was swapped in; "
             f"fix {recipes.get(first.name) or 'the recipe of ' + first.name} (its "
             "runtime_apt, its RPATH/RUNPATH) or the stack's runtime image", exit_code=1)
-    if any(w.elf_files for w in result.wheels):
+    shown = any(w.elf_files for w in result.wheels)
+    if shown:
         print("\n".join([f"link audit of {cell} against {image}:", *lines]), flush=True)
+    _keep_passed(entry, {"shown": shown, "lines": lines, "wheels": result.manifest()})
     return {"image": image, "runtime_apt_not_in_root": apt, "wheels": result.manifest()}
+
+
+# A set that passed is kept by what decides the result: the sha256 of each of its wheels
+# (from the manifest), the image's ID (its root's folder name), leniency, and the source of
+# the auditing code; a no-op rebuild then audits nothing again. A finding is never kept.
+PASSED = LINK_AUDIT_CACHE
+_AUDIT_CODE = ("linkaudit.py", "ldso.py", "elfdyn.py")
+
+
+def _passed_entry(wheels: list[Path], manifest: dict, root: Path, *,
+                  lenient: bool) -> Path | None:
+    by_file = {w.get("file"): w.get("sha256") for c in manifest.get("components", {}).values()
+               for w in c.get("wheels", [])}
+    by_file.update((w.get("file"), w.get("sha256")) for w in manifest.get("runtime_deps", []))
+    shas = [by_file.get(w.name) for w in wheels]
+    if not all(shas):
+        return None
+    digest = hashlib.sha256()
+    for name in _AUDIT_CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    digest.update(json.dumps([root.name, lenient, sorted(zip(
+        [w.name for w in wheels], shas, strict=True))]).encode())
+    return PASSED / f"{digest.hexdigest()}.json"
+
+
+def _read_passed(entry: Path | None) -> dict | None:
+    if entry is None:
+        return None
+    try:
+        kept = json.loads(entry.read_text())
+        return {"shown": bool(kept["shown"]), "lines": [str(x) for x in kept["lines"]],
+                "wheels": dict(kept["wheels"])}
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _keep_passed(entry: Path | None, data: dict) -> None:
+    if entry is None:
+        return
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+    except OSError:
+        return  # a cache that cannot be written is skipped
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, entry)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

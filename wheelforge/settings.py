@@ -41,6 +41,7 @@ BASE_IMAGES = CACHE / "base"  # debootstrap roots of base images, as tar files
 DEMO_GIT = CACHE / "demo-git"  # the demo set's local git repositories
 SMOKE_REPORTS = CACHE / "smoke"  # smoke reports of `invoke nightly` and `invoke demo`
 AUDIT_CACHE = CACHE / "audit"  # the GPU-target audit's results, by wheel sha256
+LINK_AUDIT_CACHE = CACHE / "link-audit"  # link audits of sets that passed (linkaudit.py)
 VENDOR_WHEELS = CACHE / "vendor-wheels"  # vendor wheels for the audit benchmark/test
 LAST_PULLED = CACHE / "last-pulled"  # the image `invoke pull` picked last
 WHEELS_LOCK = CACHE / "wheels.lock"  # one build per checkout (checkout_lock.py)

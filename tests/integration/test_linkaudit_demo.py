@@ -203,3 +203,22 @@ def test_demo_cells_report_nothing(request, built, cell, image, names):
     assert sum(w["elf_files"] for w in links["wheels"].values()) >= 2
     result = linkaudit.audit(sorted((build.out / cell).glob("*.whl")), imageroot.root_for(image))
     assert result.ok and result.notes == []
+
+
+def test_a_set_that_passed_is_not_audited_again(rocm_build, monkeypatch, capsys):
+    """A no-op rebuild stages the same wheels (same sha256) against the same image: the
+    kept result is used, and printed the same way; nothing is read again."""
+    cell = rocm_build.out / ROCM
+    manifest = json.loads((cell / "manifest.json").read_text())
+    first = linkaudit.gate(cell, manifest)  # kept by the build already, or now
+    shown = capsys.readouterr().out
+
+    def no_audit(*args, **kwargs):
+        raise AssertionError("audited again")
+
+    monkeypatch.setattr(linkaudit, "audit", no_audit)
+    assert linkaudit.gate(cell, manifest) == first == manifest["link_audit"]
+    assert capsys.readouterr().out == shown
+    other = {**manifest, "runtime_apt": ["libfoo1"]}  # leniency is part of the key
+    with pytest.raises(AssertionError, match="audited again"):
+        linkaudit.gate(cell, other)

@@ -100,7 +100,7 @@ def share() -> dict:
     and put back after), so every cell is audited and both roots are extracted; the second
     a no-op rebuild of the same sets, whose audits were kept by wheel sha256."""
     from tests.conftest import build_demo
-    from wheelforge import imageroot, linkaudit
+    from wheelforge import imageroot, linkaudit, settings
 
     spent = {"gate": 0.0, "wait": 0.0}
 
@@ -116,7 +116,7 @@ def share() -> dict:
     gate, wait = linkaudit.gate, imageroot.Prefetch.wait
     linkaudit.gate = timed("gate", gate)
     imageroot.Prefetch.wait = timed("wait", wait)
-    caches = (imageroot.ROOTS, linkaudit.PASSED)
+    caches = (imageroot.ROOTS, settings.LINK_AUDIT_CACHE)
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for cache in caches:

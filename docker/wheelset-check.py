@@ -297,8 +297,8 @@ def check_wheel(path, who):
 def _retagged(wheel_file, file_name):
     """True when a WHEEL file's Tag lines are exactly the tags of the wheel's file name: a
     retag by hand that left RECORD's hash of WHEEL stale (amd_mori 1.2.4 on PyPI ships so)."""
-    parts = file_name[:-len(".whl")].split("-")
-    pythons, abis, platforms = (part.split(".") for part in parts[-3:])
+    pythons, abis, platforms = (part.split(".") for part in
+                                WHEEL_RE.fullmatch(file_name)["tags"].split("-"))
     named = {f"{py}-{abi}-{plat}" for py in pythons for abi in abis for plat in platforms}
     text = wheel_file.decode("utf-8", "replace")
     tags = {line.split(":", 1)[1].strip() for line in text.splitlines()

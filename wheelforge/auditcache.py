@@ -51,7 +51,7 @@ def cached(folder: Path | None, sha256: str | None, read: Callable[[], Any],
         pass
     report = read()
     if not report.problem:
-        _write(entry, [{"path": m.path, "blobs": [
+        write_json(entry, [{"path": m.path, "blobs": [
             {"kind": b.kind, "where": b.where, "targets": list(b.targets),
              "problem": b.problem, "detail": b.detail} for b in m.blobs]}
             for m in report.members])
@@ -64,7 +64,9 @@ def _members(data: list) -> list:
         str(b["detail"])) for b in m["blobs"])) for m in data]
 
 
-def _write(entry: Path, data: list) -> None:
+def write_json(entry: Path, data: Any) -> None:
+    """Write one cache entry atomically (a temporary file renamed into place); a cache
+    that cannot be written is skipped. The link audit keeps its passed sets with it too."""
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")

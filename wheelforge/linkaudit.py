@@ -341,7 +341,7 @@ def gate(stage: Path, manifest: dict) -> dict:
     which runs this audit after installing them, judges it; a missing library that the set
     itself ships (the same name or SONAME at any version: ``own_library``) stays a finding,
     since no package is to provide it. A finding stops the build."""
-    from . import imageroot
+    from . import auditcache, imageroot
 
     cell, image = str(manifest.get("cell", stage.name)), str(manifest["runtime_image"])
     apt = list(manifest.get("runtime_apt", []))
@@ -350,7 +350,7 @@ def gate(stage: Path, manifest: dict) -> dict:
         if root.parent == imageroot.ROOTS else None
     kept = _read_passed(entry)
     if kept is not None:  # this very set passed against this very image before
-        if kept["shown"]:
+        if any(w["elf_files"] for w in kept["wheels"].values()):
             print("\n".join([f"link audit of {cell} against {image}:", *kept["lines"]]),
                   flush=True)
         return {"image": image, "runtime_apt_not_in_root": apt, "wheels": kept["wheels"]}
@@ -367,17 +367,16 @@ def gate(stage: Path, manifest: dict) -> dict:
             f"{f' (and {more} more, listed above)' if more else ''}; nothing was swapped in; "
             f"fix {recipes.get(first.name) or 'the recipe of ' + first.name} (its "
             "runtime_apt, its RPATH/RUNPATH) or the stack's runtime image", exit_code=1)
-    shown = any(w.elf_files for w in result.wheels)
-    if shown:
+    if any(w.elf_files for w in result.wheels):
         print("\n".join([f"link audit of {cell} against {image}:", *lines]), flush=True)
-    _keep_passed(entry, {"shown": shown, "lines": lines, "wheels": result.manifest()})
+    if entry is not None:
+        auditcache.write_json(entry, {"lines": lines, "wheels": result.manifest()})
     return {"image": image, "runtime_apt_not_in_root": apt, "wheels": result.manifest()}
 
 
 # A set that passed is kept by what decides the result: the sha256 of each of its wheels
 # (from the manifest), the image's ID (its root's folder name), leniency, and the source of
 # the auditing code; a no-op rebuild then audits nothing again. A finding is never kept.
-PASSED = LINK_AUDIT_CACHE
 _AUDIT_CODE = ("linkaudit.py", "ldso.py", "elfdyn.py")
 
 
@@ -394,7 +393,7 @@ def _passed_entry(wheels: list[Path], manifest: dict, root: Path, *,
         digest.update((Path(__file__).parent / name).read_bytes())
     digest.update(json.dumps([root.name, lenient, sorted(zip(
         [w.name for w in wheels], shas, strict=True))]).encode())
-    return PASSED / f"{digest.hexdigest()}.json"
+    return LINK_AUDIT_CACHE / f"{digest.hexdigest()}.json"
 
 
 def _read_passed(entry: Path | None) -> dict | None:
@@ -402,26 +401,11 @@ def _read_passed(entry: Path | None) -> dict | None:
         return None
     try:
         kept = json.loads(entry.read_text())
-        return {"shown": bool(kept["shown"]), "lines": [str(x) for x in kept["lines"]],
-                "wheels": dict(kept["wheels"])}
+        wheels = {str(name): {"elf_files": int(w["elf_files"]), "findings": list(w["findings"])}
+                  for name, w in kept["wheels"].items()}
+        return {"lines": [str(x) for x in kept["lines"]], "wheels": wheels}
     except (OSError, ValueError, TypeError, KeyError):
         return None
-
-
-def _keep_passed(entry: Path | None, data: dict) -> None:
-    if entry is None:
-        return
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
-    except OSError:
-        return  # a cache that cannot be written is skipped
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, entry)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

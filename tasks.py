@@ -1,7 +1,7 @@
 """wheelforge tasks: `invoke --list` shows them, `invoke --help TASK` their options.
 
 Thin by design: each task parses its options and calls one function of the
-wheelforge package (wheelforge/app.py and friends), where the logic lives.
+wheelforge package (wheelforge/cli.py for options, and each stage's package), where the logic lives.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import functools
 import invoke
 from invoke import Collection
 
-from wheelforge import app
+from wheelforge import cli
 
 # No automatic short flags: invoke would give `-h` to the first option starting
 # with h (so `invoke wheels -h` would build instead of printing help) and let one
@@ -33,43 +33,43 @@ COMMON = {
 
 @task(help={**COMMON, "json": "print the plan and bake definition as JSON",
             "list": "print only the selected cell ids"}, iterable=["recipe", "git_rewrite"])
-@app.guarded
+@cli.guarded
 def plan(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None,
          json=False, list=False):
     """Show what `invoke wheels` would build: sources, keys, bake definition."""
-    ins = app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ())
+    ins = cli.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ())
     if list:
-        for cell in app.matrix_include(ins, channel=channel, cells=cells)["include"]:
+        for cell in cli.matrix_include(ins, channel=channel, cells=cells)["include"]:
             print(cell["cell"])
         return
-    from wheelforge import lock as locks
 
-    p = app.planning.make_plan(ins, channel=channel, cells_glob=cells)
-    print(locks.with_locks(p, app.show_plan(p, app.build_options(), as_json=json), as_json=json))
+    p = cli.make_plan(ins, channel=channel, cells_glob=cells)
+    print(cli.with_locks(p, cli.show_plan(p, cli.build_options(), as_json=json), as_json=json))
 
 
 @task(help={**COMMON, "json": "print the findings as JSON",
             "skip": "do not read this component's source (one that cannot be reached from "
                     "here); listed in the output as skipped (repeatable)"},
       iterable=["recipe", "git_rewrite", "skip"])
-@app.guarded
+@cli.guarded
 def check(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None, json=False,
           skip=None):
     """Check each recipe against upstream's own files at the planned source (statically)."""
-    from wheelforge import contract
 
-    contract.run(app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ()),
-                 channel=channel, cells=cells, as_json=json, skip=tuple(skip or ()))
+    from wheelforge import jobs
+
+    jobs.check(cli.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ()),
+               channel=channel, cells=cells, as_json=json, skip=tuple(skip or ()))
 
 
 @task(help={"recipes": RECIPES, "cells": CELLS, "channel": CHANNEL, "recipe": COMMON["recipe"],
             "json": "print JSON (GitHub Actions matrix include form)"}, iterable=["recipe"])
-@app.guarded
+@cli.guarded
 def matrix(c, recipes=None, channel=None, cells=None, recipe=None, json=False):
     """Print the selected matrix cells (for CI: `invoke matrix --json`)."""
     import json as _json
 
-    include = app.matrix_include(app.inputs(recipes=recipes, recipe=recipe or ()),
+    include = cli.matrix_include(cli.inputs(recipes=recipes, recipe=recipe or ()),
                                  channel=channel, cells=cells)
     print(_json.dumps(include) if json else "\n".join(i["cell"] for i in include["include"]))
 
@@ -91,7 +91,7 @@ def matrix(c, recipes=None, channel=None, cells=None, recipe=None, json=False):
                         "WHEELFORGE_HEARTBEAT_SECONDS (10); plain: the full build log "
                         "(default: WHEELFORGE_PROGRESS, else auto)"},
       iterable=["recipe", "git_rewrite", "src", "only", "cache_from", "cache_to"])
-@app.guarded
+@cli.guarded
 def wheels(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None, only=None,
            src=None, max_jobs=None, ca_bundle="auto", cache_registry=None, cache_from=None,
            cache_to=None, builder=None, progress=None):
@@ -99,29 +99,28 @@ def wheels(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=N
 
     The output root is WHEELFORGE_WHEELS (default wheels/); the effective settings are
     printed first (docs/settings.md)."""
-    from wheelforge import bake, pipeline
-    from wheelforge import progress as progress_
+    from wheelforge.build import bake, build_wheels
 
-    progress_.choose(progress)
-
-    options = app.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle,
-                                cache_from=cache_from or (), cache_to=cache_to or ())
-    pipeline.wheels(app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite
-                               or (), src=src or (), only=only or ()),
-                    channel=channel, cells=cells, builder=builder,
-                    options=bake.with_cache_registry(options, cache_registry))
+    options = cli.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle,
+                                cache_from=cache_from or (), cache_to=cache_to or (),
+                                progress=progress)
+    build_wheels(cli.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite
+                            or (), src=src or (), only=only or ()),
+                 channel=channel, cells=cells, builder=builder,
+                 options=bake.with_cache_registry(options, cache_registry))
 
 
 @task(help={"cells": "comma-separated globs over the wheel sets in wheels/ (default: all)",
             "tag": "image tag, one per selected cell (default: REPOSITORY:CELL)",
             "builder": "buildx builder to run on (default: the current one)"},
       iterable=["tag"])
-@app.guarded
+@cli.guarded
 def image(c, cells=None, tag=None, builder=None):
     """Build the runtime image of each selected wheel set (docker/Dockerfile.clean)."""
-    from wheelforge import pipeline
 
-    pipeline.image(cells=cells, tags=tag or None, builder=builder)
+    from wheelforge import jobs
+
+    jobs.image(cells=cells, tags=tag or None, builder=builder)
 
 
 @task(help={"cells": "comma-separated globs over the wheel sets in wheels/, each judged against "
@@ -137,22 +136,21 @@ def image(c, cells=None, tag=None, builder=None):
             "jit": "JIT coverage instead: which run-time-compiled modules (recipes' jit) each "
                    "set carries prebuilt, and for which archs"},
       iterable=["path"])
-@app.guarded
+@cli.guarded
 def audit(c, cells=None, path=None, archs=None, json=False, links=False, image=None,
           jit=False):
     """GPU-target audit: which gfx targets the wheels' GPU code carries; exit 1 if one lacks.
     With --links: the link audit (ldd -r, statically) against the runtime image; with --jit:
     the JIT coverage of each set."""
-    from wheelforge import audit as gpu_audit
-    from wheelforge import jitcoverage, linkaudit
-    from wheelforge.image import cell_dirs
 
-    sets = cell_dirs(app.WHEELS, cells) if cells or not path else []
+    from wheelforge import jobs
+
+    sets = jobs.cell_dirs(cli.WHEELS, cells) if cells or not path else []
     if jit:
-        raise SystemExit(jitcoverage.run_sets(sets, as_json=json))
+        raise SystemExit(jobs.jit_report(sets, as_json=json))
     if links or image:
-        raise SystemExit(linkaudit.run_sets(sets, path or [], image=image, as_json=json))
-    raise SystemExit(gpu_audit.run([*sets, *(path or [])], archs=archs, as_json=json))
+        raise SystemExit(jobs.link_report(sets, path or [], image=image, as_json=json))
+    raise SystemExit(jobs.gpu_report([*sets, *(path or [])], archs=archs, as_json=json))
 
 
 @task(help={"image": "run the suite inside this image (with the ROCm device flags)",
@@ -163,36 +161,39 @@ def audit(c, cells=None, path=None, archs=None, json=False, links=False, image=N
             "model": "a local model checkpoint for the real-model check",
             "golden": "JSON file of expected completions for --model",
             "only": "comma-separated check names (see python -m wheelforge.smoke --list)"})
-@app.guarded
+@cli.guarded
 def smoke(c, image=None, host=False, compare=None, require_gpu=False,
           report="smoke-report.json", model=None, golden=None, only=None):
     """Run the smoke suite: in an image (--image), or here (--host)."""
-    from wheelforge import pipeline
 
-    pipeline.smoke(image=image, host=host, compare=compare, require_gpu=require_gpu,
-                   report=report, model=model, golden=golden, only=only)
+    from wheelforge import jobs
+
+    jobs.smoke(image=image, host=host, compare=compare, require_gpu=require_gpu,
+               report=report, model=model, golden=golden, only=only)
 
 
 @task(help={"image": "image to run (default: the one `invoke pull` picked last)"})
-@app.guarded
+@cli.guarded
 def shell(c, image=None):
     """An interactive shell in a runtime image, with the ROCm device flags."""
-    from wheelforge import pipeline
 
-    raise SystemExit(pipeline.run_command(image, ["bash"], interactive=True))
+    from wheelforge import jobs
+
+    raise SystemExit(jobs.run_command(image, ["bash"], interactive=True))
 
 
 @task(name="run", help={"image": "image to run (default: the one `invoke pull` picked last)"})
-@app.guarded
+@cli.guarded
 def run_(c, image=None):
     """Run a command in a runtime image: invoke run -- python -c 'import torch'."""
     import sys
 
-    from wheelforge import pipeline
 
     # The words after `--`, exactly as the shell gave them (invoke's remainder is re-joined).
     command = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
-    raise SystemExit(pipeline.run_command(image, command, interactive=False))
+    from wheelforge import jobs
+
+    raise SystemExit(jobs.run_command(image, command, interactive=False))
 
 
 REGISTRY = "registry host[:port] to publish to / pull from, e.g. 127.0.0.1:5000"
@@ -203,7 +204,7 @@ def _day(value):
     """--date YYYY-MM-DD as a date (None: today, decided by the pipeline)."""
     import datetime
 
-    from wheelforge.errors import UserError
+    from wheelforge.core.terminal import UserError
 
     if value is None:
         return None
@@ -220,12 +221,13 @@ ALLOW_CPU_SMOKE = ("promote on a smoke report in which no check ran on a GPU (lo
 
 
 @task(help={"cells": WHEEL_SETS, "registry": REGISTRY, "date": DATE, "refs_file": REFS_FILE})
-@app.guarded
+@cli.guarded
 def push(c, registry, cells=None, date=None, refs_file=None):
     """Push runtime images under new dated tags (+ sha- tags); no floating tag moves."""
-    from wheelforge import pipeline
 
-    pipeline.push(cells=cells, registry=registry, day=_day(date), refs_file=refs_file)
+    from wheelforge import jobs
+
+    jobs.push(cells=cells, registry=registry, day=_day(date), refs_file=refs_file)
 
 
 @task(help={"cells": WHEEL_SETS, "registry": REGISTRY,
@@ -234,14 +236,15 @@ def push(c, registry, cells=None, date=None, refs_file=None):
             "allow_cpu_smoke": ALLOW_CPU_SMOKE,
             "keep": "dated images to keep per cell (older ones are deleted; 0: no retention)",
             "date": DATE, "refs_file": REFS_FILE})
-@app.guarded
+@cli.guarded
 def publish(c, registry, cells=None, smoke_report=None, allow_cpu_smoke=False, keep=7,
             date=None, refs_file=None):
     """Push runtime images by dated tag, add sha- tags, promote on smoke evidence."""
-    from wheelforge import pipeline
 
-    pipeline.publish(cells=cells, registry=registry, smoke_report=smoke_report, keep=int(keep),
-                     day=_day(date), allow_cpu_smoke=allow_cpu_smoke, refs_file=refs_file)
+    from wheelforge import jobs
+
+    jobs.publish(cells=cells, registry=registry, smoke_report=smoke_report, keep=int(keep),
+                 day=_day(date), allow_cpu_smoke=allow_cpu_smoke, refs_file=refs_file)
 
 
 @task(help={**COMMON, "registry": REGISTRY,
@@ -250,73 +253,78 @@ def publish(c, registry, cells=None, smoke_report=None, allow_cpu_smoke=False, k
             "ca_bundle": "CA bundle for TLS in builds (BuildKit secret; default auto)",
             "date": DATE, "allow_cpu_smoke": ALLOW_CPU_SMOKE},
       iterable=["recipe", "git_rewrite"])
-@app.guarded
+@cli.guarded
 def nightly(c, registry, recipes=None, channel="nightly", cells=None, recipe=None,
             git_rewrite=None, keep=7, smoke_args="", max_jobs=None, ca_bundle="auto",
             date=None, allow_cpu_smoke=False):
     """For each cell: check, wheels, image, push, smoke the digest, promote; report failures."""
     import shlex
 
-    from wheelforge import pipeline
+    from wheelforge import jobs
 
-    pipeline.nightly(app.inputs(recipes=recipes, recipe=recipe or (),
-                                git_rewrite=git_rewrite or ()),
-                     channel=channel, cells=cells, registry=registry, keep=int(keep),
-                     smoke_args=shlex.split(smoke_args),
-                     options=app.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle),
-                     day=_day(date), allow_cpu_smoke=allow_cpu_smoke)
+    jobs.nightly(cli.inputs(recipes=recipes, recipe=recipe or (),
+                            git_rewrite=git_rewrite or ()),
+                 channel=channel, cells=cells, registry=registry, keep=int(keep),
+                 smoke_args=shlex.split(smoke_args),
+                 options=cli.build_options(max_jobs=max_jobs, ca_bundle=ca_bundle),
+                 day=_day(date), allow_cpu_smoke=allow_cpu_smoke)
 
 
 @task(help={"registry": REGISTRY, "arch": "GPU arch set, e.g. gfx942 or gfx950",
             "variant": "ckfree or full (default: the matrix's first variant)",
             "channel": "stable or nightly", "recipes": RECIPES})
-@app.guarded
+@cli.guarded
 def pull(c, arch, registry, variant=None, channel="nightly", recipes=None):
     """Pull the runtime image for your GPU and print what is inside it."""
-    from wheelforge import pipeline
 
-    pipeline.pull(app.inputs(recipes=recipes), registry=registry, arch=arch, variant=variant,
-                  channel=channel)
+    from wheelforge import jobs
+
+    jobs.pull(cli.inputs(recipes=recipes), registry=registry, arch=arch, variant=variant,
+              channel=channel)
 
 
 @task(help={"recipes": RECIPES})
-@app.guarded
+@cli.guarded
 def base_images(c, recipes="demo/recipes"):
     """Make the base images a recipe set needs that no registry can give (debootstrap)."""
-    from wheelforge import pipeline
 
-    pipeline.base_images(app.inputs(recipes=recipes))
+    from wheelforge import jobs
+
+    jobs.base_images(cli.inputs(recipes=recipes))
 
 
 @task(help={"max_jobs": "compile jobs per component (default: from cores and memory)"})
-@app.guarded
+@cli.guarded
 def demo(c, max_jobs=None):
     """The main job on the demo recipe set: wheels, runtime images, smoke (every stable cell)."""
-    from wheelforge import pipeline
 
-    pipeline.demo_job(options=app.build_options(max_jobs=max_jobs))
+    from wheelforge import jobs
+
+    jobs.demo_job(options=cli.build_options(max_jobs=max_jobs))
 
 
 @task
-@app.guarded
+@cli.guarded
 def demo_sources(c):
     """Create the demo's local git repositories (deterministic commits)."""
-    from wheelforge import demo
 
-    for name, commit in demo.make_repos().items():
+    from wheelforge.plan import fetch
+
+    for name, commit in fetch.make_repos().items():
         print(f"{name} {commit}")
 
 
 @task(help={**COMMON},
       iterable=["recipe", "git_rewrite"])
-@app.guarded
+@cli.guarded
 def lock(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=None):
     """Lock the runtime dependencies of the built wheels: RECIPES/locks/STACK-pyPYTHON.txt."""
-    from wheelforge import lockmake
 
-    lockmake.run(app.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ()),
-              channel=channel, cells=cells, wheels_root=app.WHEELS,
-              exports=app.build_options().exports, ca_bundle=app.ca_bundle_path("auto"))
+    from wheelforge import jobs
+
+    jobs.lock(cli.inputs(recipes=recipes, recipe=recipe or (), git_rewrite=git_rewrite or ()),
+              channel=channel, cells=cells, wheels_root=cli.WHEELS,
+              exports=cli.build_options().exports, ca_bundle=cli.ca_bundle_path("auto"))
 
 
 ns = Collection(plan, lock, check, matrix, wheels, image, audit, smoke, shell, run_, push, publish,

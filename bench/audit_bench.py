@@ -14,7 +14,7 @@ demo cells (CPU and ROCm) are built twice the way `invoke wheels` builds them (i
 scratch folder, with their own exports), timing each run's wall clock and the audit
 gate inside it. Both runs are all build-cache hits (after a first build), where the
 audit's share is largest; the first starts with an empty audit cache (every wheel
-read), the second finds each wheel's entry (auditcache.py). Each built set is then
+read), the second finds each wheel's entry (audit/gpu.py). Each built set is then
 audited again in a fresh interpreter (import included, no audit cache).
 
 Results go to bench/results/audit.json (a part not run keeps its last results).
@@ -32,6 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import wheelforge.plan.fetch
+from wheelforge import cli
+from wheelforge.audit import gpu
+from wheelforge.build import bake, build_sets, held
+from wheelforge.core import engine, settings, types
+from wheelforge.core.terminal import UserError
+from wheelforge.plan import make_plan
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -39,9 +47,9 @@ from tests.integration.test_audit_vendor import AITER, FLYDSL, MORI, fetch  # no
 
 CHILD = """
 import json, resource, sys, time
-from wheelforge import audit
+from wheelforge.audit import gpu
 began = time.perf_counter()
-result = audit.audit_paths([sys.argv[1]], ("gfx942", "gfx950"))
+result = gpu.audit_paths([sys.argv[1]], ("gfx942", "gfx950"))
 seconds = time.perf_counter() - began
 [targets] = result.manifest_targets().values()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -74,22 +82,18 @@ def vendor_part() -> dict:
 SET_CHILD = """
 import json, sys, time
 began = time.perf_counter()
-from wheelforge import audit
-result = audit.audit_set(sys.argv[1])
+from wheelforge.audit import gpu
+result = gpu.audit_set(sys.argv[1])
 print(json.dumps({"seconds": round(time.perf_counter() - began, 3),
                   "findings": len(result.findings)}))
 """
 
 
 def demo_part(cells: str, runs: int = 2) -> dict:
-    from wheelforge import audit, bake, checkout_lock, demo, localenv, options, settings
-    from wheelforge import plan as planning
-    from wheelforge import wheels as wheel_builds
-
-    demo.make_repos()
-    plan = planning.make_plan(planning.Inputs(recipes_dir=settings.DEMO_RECIPES),
-                              channel="stable", cells_glob=cells)
-    gate, spent = audit.gate, {}
+    wheelforge.plan.fetch.make_repos()
+    plan = make_plan(types.Inputs(recipes_dir=settings.DEMO_RECIPES),
+                     channel="stable", cells_glob=cells)
+    gate, spent = gpu.gate, {}
 
     def timed_gate(stage: Path, manifest: dict, **_: object) -> dict:
         began = time.perf_counter()
@@ -98,19 +102,19 @@ def demo_part(cells: str, runs: int = 2) -> dict:
         finally:
             spent[manifest["cell"]] = time.perf_counter() - began
 
-    audit.gate = timed_gate  # wheels.py calls audit.gate: the real gate, timed
+    gpu.gate = timed_gate  # build/__init__.py calls audit.gate: the real gate, timed
     scratch = Path(tempfile.mkdtemp(prefix="audit-bench-", dir=settings.CACHE))
     build = bake.Options(sources=settings.SOURCES, exports=scratch / "exports",
-                         ca_bundle=options.ca_bundle_path("auto"))
+                         ca_bundle=cli.ca_bundle_path("auto"))
     out: dict = {"cells": [c.id for c in plan.cells], "runs": []}
     try:
         # one build per checkout, as `invoke wheels` (the sources folder is shared)
-        with checkout_lock.held(settings.WHEELS_LOCK, what="audit bench"), \
-                localenv.engine_running():
+        with held(settings.WHEELS_LOCK, what="audit bench"), \
+                engine.engine_running():
             for _ in range(runs):
                 spent.clear()
                 began = time.perf_counter()
-                rows = wheel_builds.build(plan, build, out_root=scratch / "wheels")
+                rows = build_sets(plan, build, out_root=scratch / "wheels")
                 wall = time.perf_counter() - began
                 audit_s = sum(spent.values())
                 run = {"wall_seconds": round(wall, 2), "audit_seconds": round(audit_s, 3),
@@ -132,7 +136,7 @@ def demo_part(cells: str, runs: int = 2) -> dict:
                 "findings": samples[0]["findings"]}
             print(cell.id, out["fresh_interpreter"][cell.id])
     finally:
-        audit.gate = gate
+        gpu.gate = gate
         shutil.rmtree(scratch, ignore_errors=True)
     worst = max(r["audit_share_pct"] for r in out["runs"])
     out.update(goal="auditing adds under 5% to invoke wheels on the demo set",
@@ -151,7 +155,6 @@ def main() -> int:
     if args.only in (None, "vendor"):
         out.update(vendor_part())
     if args.only in (None, "demo"):
-        from wheelforge.errors import UserError
 
         try:
             out["demo"] = demo_part(args.cells)

@@ -3,12 +3,17 @@
 
   cold build        both stable cells after `docker buildx prune -af` (no BuildKit cache,
                     no apt/pip cache mounts; sources already fetched, base image present)
-  no-op rebuild     the same again: every component must be a cache hit
+  no-op rebuild     the same again, RUNS times (median): every component must be a cache
+                    hit; with a profile of where the last one spends its time (plan,
+                    fetch, each bake wave, runtime deps, each audit, swap-in)
   one-pin change    liblz4 pinned to a new commit: which components rebuilt, and the time
   context size      what the engine receives as the build context (.dockerignore)
   clean image       Dockerfile.clean (--no-cache) against the plainest image build that
                     installs the same wheels in the same base (FROM base; RUN venv + pip
-                    install --no-index), each run 3 times, alternating (median)
+                    install --no-index), each run RUNS times, alternating (median), with
+                    the median seconds of each part of Dockerfile.clean's step (its
+                    `wheelforge-phase:` marks: checks, apt, venv, set check, GPU audit,
+                    link audit, pip install, import checks)
   size overhead     runtime image vs base image + installed wheels (du inside the images)
 
 Writes bench/results/<date>.json and prints a Markdown section to add to RESULTS.md.
@@ -29,9 +34,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import wheelforge.build
+from wheelforge.audit import gpu, jit, links
+from wheelforge.core import engine, rootfs, wheelset
+from wheelforge.image import build_image, env_args
+from wheelforge.plan import fetch
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests import conftest  # noqa: E402
 from tests.conftest import (  # noqa: E402
     CELLS,
     LZ4C_URL,
@@ -39,10 +51,51 @@ from tests.conftest import (  # noqa: E402
     copy_recipes,
     new_lz4c_commit,
 )
-from wheelforge import baseimages, demo, engine, localenv, wheelset  # noqa: E402
-from wheelforge import image as images  # noqa: E402
 
 BASE = "wheelforge-demo/bookworm:base"
+RUNS = 5
+
+
+class Profile:
+    """Seconds spent in named functions while it is on (each call of each one summed)."""
+
+    def __init__(self, targets: list[tuple[object, str, str]]) -> None:
+        self.targets = targets  # (owner, attribute, label)
+        self.seconds: dict[str, float] = {}
+
+    def __enter__(self) -> Profile:
+        self.saved = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in self.targets]
+        for (owner, attr, label), (_, _, fn) in zip(self.targets, self.saved, strict=True):
+            setattr(owner, attr, self._timed(label, fn))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, attr, fn in self.saved:
+            setattr(owner, attr, fn)
+
+    def _timed(self, label: str, fn):
+        def wrapper(*args, **kwargs):
+            start = time.monotonic()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.monotonic() - start
+        return wrapper
+
+
+def noop_profile() -> Profile:
+    return Profile([
+        (conftest, "make_plan", "plan"),
+        (fetch, "fetch", "fetch sources"),
+        (wheelforge.build, "_bake_waves", "bake waves (every cache lookup)"),
+        (wheelforge.build, "_timeline", "timeline"),
+        (rootfs.Prefetch, "wait", "wait for image roots"),
+        (wheelforge.build, "_runtime_deps", "runtime deps (lock check + bake)"),
+        (gpu, "gate", "GPU-target audit"),
+        (links, "gate", "link audit"),
+        (jit, "gate", "JIT coverage"),
+        (wheelset, "swap_in", "swap in"),
+    ])
 
 
 def timed(fn):
@@ -56,7 +109,7 @@ def context_bytes(wheels: Path) -> int:
     proc = subprocess.run(
         ["docker", "buildx", "build", "-f", "docker/Dockerfile.clean", "--build-context",
          f"wheels={wheels}", "--build-arg", f"RUNTIME_IMAGE={BASE}",
-         *images.env_args(wheelset.read_manifest(wheels)), "--progress=plain",
+         *env_args(wheelset.read_manifest(wheels)), "--progress=plain",
          "-o", "type=cacheonly", "."], cwd=ROOT, capture_output=True, text=True, check=False)
     sizes = re.findall(r"transferring context: ([0-9.]+)([kMG]?B)", proc.stderr)
     if not sizes:
@@ -88,19 +141,27 @@ def main() -> None:
         .stdout.decode().strip()}}
     tmp = Path(tempfile.mkdtemp(prefix="wheelforge-bench-"))
     try:
-        demo.make_repos()
-        baseimages.ensure_images({BASE})
+        fetch.make_repos()
+        rootfs.ensure_images({BASE})
         engine.docker(["buildx", "prune", "-af"], what="(prune) ")
         cold_s, cold = timed(lambda: build_demo(tmp / "wheels", tmp / "exports"))
         results["cold_build_s"] = round(cold_s, 1)
         results["cold_rows"] = [r.__dict__ for r in cold.rows]
-        noop_s, noop = timed(lambda: build_demo(tmp / "wheels", tmp / "exports"))
-        results["noop_rebuild_s"] = round(noop_s, 1)
-        results["noop_all_cached"] = all(r.cached for r in noop.rows)
-        results["noop_fraction_of_cold"] = round(noop_s / cold_s, 3)
+        noops = []
+        for _ in range(RUNS):
+            profile = noop_profile()
+            with profile:
+                noop_s, noop = timed(lambda: build_demo(tmp / "wheels", tmp / "exports"))
+            noops.append(noop_s)
+            results["noop_all_cached"] = results.get("noop_all_cached", True) and all(
+                r.cached for r in noop.rows)
+        results["noop_rebuild_s"] = [round(x, 2) for x in noops]
+        results["noop_fraction_of_cold"] = round(statistics.median(noops) / cold_s, 4)
+        results["noop_profile_s"] = {k: round(v, 3) for k, v in profile.seconds.items()}
+        results["noop_profile_s"]["rest"] = round(noops[-1] - sum(profile.seconds.values()), 3)
         commit, bare = new_lz4c_commit(tmp, "benchmark commit")
         recipes = copy_recipes(tmp / "recipes", {"liblz4.yaml": (
-            demo.make_repos()["lz4-c.git"], commit)})
+            fetch.make_repos()["lz4-c.git"], commit)})
         pin_s, pin = timed(lambda: build_demo(
             tmp / "wheels-pin", tmp / "exports", recipes=recipes,
             rewrites=((f"file://{bare}", LZ4C_URL),)))
@@ -108,13 +169,16 @@ def main() -> None:
         results["pin_change_rebuilt"] = sorted({f"{r.component}@{r.cell.split('-py')[1]}"
                                                 for r in pin.rows if not r.cached})
         results["context_bytes"] = context_bytes(tmp / "wheels" / CELLS[0])
-        clean, bare_t = [], []
+        clean, bare_t, phases = [], [], {}
         cell_dir = tmp / "wheels" / CELLS[0]
-        for _ in range(3):
-            clean.append(images.build(cell_dir, tag="wheelforge-bench/clean:latest",
-                                      no_cache=True).seconds)
+        for _ in range(RUNS):
+            built = build_image(cell_dir, tag="wheelforge-bench/clean:latest", no_cache=True)
+            clean.append(built.seconds)
+            for name, seconds in built.phases:
+                phases.setdefault(name, []).append(seconds)
             bare_t.append(bare_image(cell_dir))
-        built = images.build(cell_dir, tag="wheelforge-bench/clean:latest")
+        results["clean_phases_s"] = {k: round(statistics.median(v), 3) for k, v in phases.items()}
+        built = build_image(cell_dir, tag="wheelforge-bench/clean:latest")
         results["clean_image_s"] = [round(x, 1) for x in clean]
         results["bare_install_s"] = [round(x, 1) for x in bare_t]
         results["clean_over_bare"] = round(statistics.median(clean) / statistics.median(bare_t), 3)
@@ -134,5 +198,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with localenv.engine_running():
+    with engine.engine_running():
         main()

@@ -12,7 +12,7 @@ cell, plus what the build still waited for the image roots it extracts while the
 components build), over the build's wall time. Goal
 (recorded, never asserted): under 5% of `invoke wheels` on the demo set.
 
-Each case runs in a fresh interpreter: wall time of linkaudit.audit (the image root
+Each case runs in a fresh interpreter: wall time of links.audit (the image root
 already extracted: .cache/image-roots/) and the process's peak resident memory
 (ru_maxrss, interpreter included). The root extraction itself is timed once, cold, into a
 scratch cache. Goal (recorded, never asserted): amd-mori under 2 s and 200 MB.
@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from wheelforge.audit import links
+from wheelforge.core import rootfs, settings
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -42,9 +45,9 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from wheelforge import linkaudit
+from wheelforge.audit import links
 began = time.perf_counter()
-result = linkaudit.audit([Path(p) for p in sys.argv[3:]], sys.argv[2])
+result = links.audit([Path(p) for p in sys.argv[3:]], sys.argv[2])
 print(json.dumps({"seconds": round(time.perf_counter() - began, 3),
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                        / 1024, 1),
@@ -65,14 +68,13 @@ def main() -> None:
     parser.add_argument("--share", action="store_true",
                         help="also time the audit of every demo cell against the build")
     args = parser.parse_args()
-    from wheelforge import baseimages, imageroot
 
-    baseimages.ensure_images({IMAGE})
+    rootfs.ensure_images({IMAGE})
     with tempfile.TemporaryDirectory(dir=ROOT / ".cache") as scratch:
         began = time.perf_counter()
-        imageroot.extract(IMAGE, cache=Path(scratch))
+        rootfs.extract(IMAGE, cache=Path(scratch))
         cold = round(time.perf_counter() - began, 1)
-    root = imageroot.extract(IMAGE)
+    root = rootfs.extract(IMAGE)
     results: dict = {"machine": platform.platform(), "image": IMAGE,
                      "root_extraction_cold_seconds": cold, "goal": "amd-mori < 2 s, < 200 MB",
                      "cases": {}}
@@ -93,14 +95,13 @@ def main() -> None:
 
 def share() -> dict:
     """What the link audit adds to `invoke wheels` on every stable demo cell, timed inside
-    the build: the gate of each cell (linkaudit.gate) plus the time the build waited for
-    the image roots it extracts while the components build (imageroot.Prefetch).
+    the build: the gate of each cell (links.gate) plus the time the build waited for
+    the image roots it extracts while the components build (rootfs.Prefetch).
 
     Two builds: the first with no image root and no kept audit (both caches moved aside
     and put back after), so every cell is audited and both roots are extracted; the second
     a no-op rebuild of the same sets, whose audits were kept by wheel sha256."""
     from tests.conftest import build_demo
-    from wheelforge import imageroot, linkaudit, settings
 
     spent = {"gate": 0.0, "wait": 0.0}
 
@@ -113,10 +114,10 @@ def share() -> dict:
                 spent[name] += time.perf_counter() - started
         return run
 
-    gate, wait = linkaudit.gate, imageroot.Prefetch.wait
-    linkaudit.gate = timed("gate", gate)
-    imageroot.Prefetch.wait = timed("wait", wait)
-    caches = (imageroot.ROOTS, settings.LINK_AUDIT_CACHE)
+    gate, wait = links.gate, rootfs.Prefetch.wait
+    links.gate = timed("gate", gate)
+    rootfs.Prefetch.wait = timed("wait", wait)
+    caches = (rootfs.ROOTS, settings.LINK_AUDIT_CACHE)
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for cache in caches:
@@ -134,7 +135,7 @@ def share() -> dict:
                              "waited_for_roots_seconds": round(spent["wait"], 2),
                              "share_percent": round(100 * added / build_s, 2)}
         finally:
-            linkaudit.gate, imageroot.Prefetch.wait = gate, wait
+            links.gate, rootfs.Prefetch.wait = gate, wait
             for cache in caches:
                 aside = cache.with_name(cache.name + ".aside")
                 if aside.exists():

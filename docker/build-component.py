@@ -95,7 +95,7 @@ def build_jobs(spec):
     """(MAX_JOBS, how it was decided), computed here on the builder.
 
     The client's part arrives in the build-jobs secret (no cache key sees it): the
-    user's --max-jobs. Builds run one at a time (wheelforge/bake.py: batches), so each
+    user's --max-jobs. Builds run one at a time (wheelforge/build/bake.py: batches), so each
     gets this builder's cores and memory.
     """
     client = {}

@@ -14,7 +14,7 @@ Each failure is one line starting with `wheelforge-error:` and exit code 1.
 The manifest's shape is checked before anything uses it (one line per problem),
 so a hostile manifest can neither crash this script nor smuggle a line into the
 requirements pip installs from. The host imports this file too (wheelforge/
-wheelset.py): the checks raise `Refused`, and only the command line turns that
+core/wheelset.py): the checks raise `Refused`, and only the command line turns that
 into the `wheelforge-error:` line.
 """
 

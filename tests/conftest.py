@@ -17,14 +17,18 @@ from pathlib import Path
 
 import pytest
 
+import wheelforge.image
+from wheelforge import cli
+from wheelforge.build import bake, build_sets
+from wheelforge.core import settings, types, wheelset
+from wheelforge.core.engine import engine_running
+from wheelforge.image import Built, build_image
+from wheelforge.plan import fetch, make_plan
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import diskspace, registry_server  # noqa: E402
-from wheelforge import app, bake, demo, localenv, wheelset  # noqa: E402
-from wheelforge import image as images  # noqa: E402
-from wheelforge import plan as planning  # noqa: E402
-from wheelforge import wheels as wheel_builds  # noqa: E402
 
 DEMO = ROOT / "demo" / "recipes"
 CELLS = ("stable-bookworm-py3.11-x86-64-v2-default", "stable-bookworm-py3.11-x86-64-v3-default")
@@ -66,11 +70,11 @@ def _require(binary: str) -> None:
 def engine() -> bool:
     """The engine the tests build on; True when this test run started it. One that
     answers is used; else WHEELFORGE_TEST_DOCKERD (default: the system's) is started on
-    an empty data root of its own, removed when the run ends (localenv, scratch)."""
+    an empty data root of its own, removed when the run ends (core/engine.py, scratch)."""
     dockerd = os.environ.get("WHEELFORGE_TEST_DOCKERD") or "dockerd"
     _require(dockerd)
     diskspace.require_free()
-    with localenv.engine_running(dockerd, scratch=True) as started:
+    with engine_running(dockerd, scratch=True) as started:
         yield started
 
 
@@ -113,7 +117,7 @@ def registry(tmp_path_factory):
 
 @dataclass(frozen=True)
 class DemoBuild:
-    plan: planning.Plan
+    plan: types.Plan
     rows: list
     out: Path
     options: bake.Options
@@ -121,12 +125,12 @@ class DemoBuild:
 
 def build_demo(out: Path, exports: Path, *, recipes: Path = DEMO, cells: str | None = None,
                rewrites: tuple = (), channel: str = "stable") -> DemoBuild:
-    demo.make_repos()
-    ins = planning.Inputs(recipes_dir=recipes, rewrites=rewrites)
-    p = planning.make_plan(ins, channel=channel, cells_glob=cells)
+    fetch.make_repos()
+    ins = types.Inputs(recipes_dir=recipes, rewrites=rewrites)
+    p = make_plan(ins, channel=channel, cells_glob=cells)
     options = bake.Options(sources=ROOT / ".cache" / "sources", exports=exports,
-                           ca_bundle=app.ca_bundle_path("auto"))
-    rows = wheel_builds.build(p, options, out_root=out)
+                           ca_bundle=cli.ca_bundle_path("auto"))
+    rows = build_sets(p, options, out_root=out)
     return DemoBuild(plan=p, rows=rows, out=out, options=options)
 
 
@@ -147,9 +151,9 @@ def rocm_build(engine, tmp_path_factory) -> DemoBuild:
 
 
 @pytest.fixture(scope="session")
-def demo_images(demo_build) -> dict[str, images.Built]:
+def demo_images(demo_build) -> dict[str, Built]:
     """The runtime image of each demo cell (tagged for the tests)."""
-    return {cell: images.build(demo_build.out / cell, tag=f"wheelforge-test/runtime:{cell}")
+    return {cell: build_image(demo_build.out / cell, tag=f"wheelforge-test/runtime:{cell}")
             for cell in CELLS}
 
 
@@ -164,7 +168,7 @@ def run_invoke(*args: str, env: dict | None = None, timeout: float = 1800,
 def env_args(cell_dir: Path) -> list[str]:
     """The build args a by-hand Dockerfile.clean build gives for the set's runtime_env
     (ENV1_NAME/ENV1_VALUE, ...), as the build's first check asks for them."""
-    return images.env_args(wheelset.read_manifest(cell_dir))
+    return wheelforge.image.env_args(wheelset.read_manifest(cell_dir))
 
 
 def copy_recipes(dest: Path, edit: dict[str, tuple[str, str]] | None = None) -> Path:
@@ -181,7 +185,8 @@ def copy_recipes(dest: Path, edit: dict[str, tuple[str, str]] | None = None) -> 
 def new_lz4c_commit(tmp: Path, note: str) -> tuple[str, Path]:
     """A new commit on a copy of the demo's lz4-c repository: (commit, bare repo path)."""
     work, bare = tmp / "lz4-c-work", tmp / "lz4-c.git"
-    subprocess.run(["git", "clone", "-q", str(demo.REPOS / "lz4-c.git"), str(work)], check=True)
+    subprocess.run(["git", "clone", "-q", str(settings.DEMO_GIT / "lz4-c.git"), str(work)],
+                   check=True)
     with (work / "lz4.h").open("a") as f:
         f.write(f"\n/* {note} */\n")
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",

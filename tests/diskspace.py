@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge import settings
+from wheelforge.core import settings
 
 GIB = 2**30
 NEEDS_GIB = {"cache": 8, "temp": 2}  # .cache (engine data root, base tars), pytest's temp

@@ -38,8 +38,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from wheelforge.errors import UserError
-from wheelforge.localenv import stop_group
+from wheelforge.core.engine import stop_group
+from wheelforge.core.terminal import UserError
 
 BINARY = "docker-registry"
 _READY_SECONDS = 20.0

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from wheelforge import localenv
+from wheelforge.core import engine
 
 RELAY = Path(__file__).with_name("tcp_relay.py")
 PORT = 2375
@@ -127,7 +127,7 @@ def netns_engine(root: Path, *, index: int = 0, relay_ports: tuple[int, ...] = (
             "insecure-registries": [f"{host_addr}:{p}" for p in relay_ports],
         }))
         log = (root / "dockerd.log").open("ab")
-        path = localenv.dockerd_path(dockerd)
+        path = engine.dockerd_path(dockerd)
         daemon = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{netns}", "env", f"PATH={path}", dockerd,
              "--config-file", str(config),
@@ -140,11 +140,11 @@ def netns_engine(root: Path, *, index: int = 0, relay_ports: tuple[int, ...] = (
         yield eng
     finally:
         for process in reversed(processes):
-            localenv.stop_group(process)
+            engine.stop_group(process)
         for cmd in reversed(undo):
             _run(*cmd, check=False)
-        localenv.remove_root(exec_root)
-        localenv.remove_root(root / "data")
+        engine.remove_root(exec_root)
+        engine.remove_root(root / "data")
 
 
 def _relay(netns: str | None, listen: str, target: str) -> subprocess.Popen:
@@ -155,7 +155,7 @@ def _relay(netns: str | None, listen: str, target: str) -> subprocess.Popen:
                                start_new_session=True)
     ready = process.stdout.readline() if process.stdout else b""
     if b"listening" not in ready:
-        localenv.stop_group(process)
+        engine.stop_group(process)
         raise RuntimeError(f"tcp relay {listen} -> {target} did not start: {ready!r}")
     return process
 

@@ -20,9 +20,9 @@ import pytest
 
 from tests.conftest import ROOT, build_demo, copy_recipes
 from tests.unit.test_gpucode import HIP, HOST, bundle, host_elf
-from wheelforge import audit, wheelset
-from wheelforge import engine as docker_engine
-from wheelforge.errors import UserError
+from wheelforge.audit import gpu
+from wheelforge.core import engine, wheelset
+from wheelforge.core.terminal import UserError
 
 pytestmark = pytest.mark.one_engine  # nothing engine-specific (see tests/conftest.py)
 
@@ -74,7 +74,7 @@ def test_gate_stops_a_set_missing_an_arch_naming_file_arch_and_recipe(tmp_path, 
                          {"good-1-py3-none-any.whl": "recipes/good.yaml",
                           "thin-1-py3-none-any.whl": "recipes/thin.yaml"})
     with pytest.raises(UserError) as caught:
-        audit.gate(stage, manifest)
+        gpu.gate(stage, manifest)
     message = str(caught.value)
     assert message == (
         "wheels: GPU-target audit of cell: thin-1-py3-none-any.whl: thin/libthin.so: "
@@ -99,7 +99,7 @@ def test_gate_passes_and_returns_the_manifest_targets(tmp_path, capsys):
            {"fat/libfat.so": _library([HOST, HIP + "gfx942", HIP + "gfx950"]),
             "fat/__init__.py": b""})
     _wheel(stage, "pure-1-py3-none-any.whl", {"pure/__init__.py": b"x = 1\n"})
-    targets = audit.gate(stage, _manifest("gpu-cell", ["gfx942", "gfx950"], {}))
+    targets = gpu.gate(stage, _manifest("gpu-cell", ["gfx942", "gfx950"], {}))
     assert targets["fat-1-py3-none-any.whl"]["targets"] == ["gfx942", "gfx950"]
     assert targets["fat-1-py3-none-any.whl"]["archs"] == {
         "gfx942": {"bundles": 1, "kernels": 0}, "gfx950": {"bundles": 1, "kernels": 0}}
@@ -113,22 +113,22 @@ def test_gate_passes_and_returns_the_manifest_targets(tmp_path, capsys):
 def test_cpu_cell_archs_are_not_judged(tmp_path, capsys):
     """x86-64-v2 is a CPU arch set: not a gfx name, so nothing is judged against it, not
     even GPU code that would lack it; a CPU set without GPU code prints no table."""
-    assert audit.gpu_archs(["x86-64-v2", "gfx942", "x86-64-v3", 7]) == ("gfx942",)
+    assert gpu.gpu_archs(["x86-64-v2", "gfx942", "x86-64-v3", 7]) == ("gfx942",)
     stage = tmp_path / "stage"
     stage.mkdir()
     _wheel(stage, "lz4-4-cp311-cp311-linux_x86_64.whl", {"lz4/_block.so": b"\x7fELF" + bytes(60),
                                                          "lz4/__init__.py": b""})
-    assert audit.gate(stage, _manifest("cpu", ["x86-64-v2"], {})) == {
+    assert gpu.gate(stage, _manifest("cpu", ["x86-64-v2"], {})) == {
         "lz4-4-cp311-cp311-linux_x86_64.whl": {
             "files": 0, "bundles": 0, "kernels": 0, "single_arch_kernels": 0,
             "partial_kernels": 0, "kernels_without": {}, "trees": {}, "unreadable": 0,
             "targets": [], "archs": {}}}
     assert capsys.readouterr() == ("", "")
     _wheel(stage, "odd-1-py3-none-any.whl", {"odd/lib.so": _library([HOST, HIP + "gfx942"])})
-    result = audit.audit_set(stage, ["x86-64-v2"])
+    result = gpu.audit_set(stage, ["x86-64-v2"])
     assert result.ok and result.findings == []
     assert [w.archs for w in result.wheels] == [(), ()]
-    audit.gate(stage, _manifest("cpu", ["x86-64-v2"], {}))  # reported, not judged
+    gpu.gate(stage, _manifest("cpu", ["x86-64-v2"], {}))  # reported, not judged
     assert "not judged" in capsys.readouterr().out
 
 
@@ -141,18 +141,18 @@ def test_gate_keeps_what_it_read_by_sha256(tmp_path, capsys):
                    {"fat/libfat.so": _library([HOST, HIP + "gfx942", HIP + "gfx950"])})
     manifest = {"cell": "c", "archs": ["gfx942", "gfx950"], "components": {},
                 "runtime_deps": [wheelset.wheel_entry(wheel)]}
-    first = audit.gate(stage, manifest, cache=cache)
+    first = gpu.gate(stage, manifest, cache=cache)
     [entry] = cache.iterdir()
     assert entry.name.startswith(manifest["runtime_deps"][0]["sha256"])
-    assert audit.gate(stage, manifest, cache=cache) == first
+    assert gpu.gate(stage, manifest, cache=cache) == first
     # the entry is what the second gate used: one that says gfx942 only fails it
     stored = json.loads(entry.read_text())
     stored[0]["blobs"][0]["targets"] = ["gfx942"]
     entry.write_text(json.dumps(stored))
     with pytest.raises(UserError, match="bundle 1: missing gfx950"):
-        audit.gate(stage, manifest, cache=cache)
+        gpu.gate(stage, manifest, cache=cache)
     entry.write_text("{not json")
-    assert audit.gate(stage, manifest, cache=cache) == first
+    assert gpu.gate(stage, manifest, cache=cache) == first
     assert json.loads(entry.read_text())[0]["blobs"][0]["targets"] == ["gfx942", "gfx950"]
     capsys.readouterr()
 
@@ -185,7 +185,7 @@ def test_one_arch_too_few_fails_the_wheels_step_and_keeps_the_previous_set(
         good_set, tmp_path, capsys):
     before = _tree(good_set / FAT)
     recipes = copy_recipes(tmp_path / "recipes", {"hipsaxpy.yaml": (EVERY_ARCH,
-                                                                   FIRST_ARCH_ONLY)})
+                                                                    FIRST_ARCH_ONLY)})
     capsys.readouterr()
     with pytest.raises(UserError) as caught:
         build_demo(good_set, tmp_path / "exports", recipes=recipes, cells=FAT)
@@ -202,7 +202,7 @@ def test_one_arch_too_few_fails_the_wheels_step_and_keeps_the_previous_set(
     assert sorted(p.name for p in good_set.iterdir() if p.name.startswith(".")) == [".planned"]
     # the broken wheel was built (the step did run) but is in no set
     broken = next((tmp_path / "exports").rglob(BROKEN_WHEEL))
-    assert audit.audit_paths([broken], ("gfx942", "gfx950")).findings == [
+    assert gpu.audit_paths([broken], ("gfx942", "gfx950")).findings == [
         f"{BROKEN_WHEEL}: hipsaxpy/libhipsaxpy.so: bundle 1: missing gfx950"]
 
 
@@ -212,7 +212,7 @@ def test_runtime_image_build_audits_before_installing(good_set, tmp_path):
     hand here from the broken build's export: `invoke wheels` never makes such a set)
     fails at the audit step, before pip; the good set builds by hand as before."""
     recipes = copy_recipes(tmp_path / "recipes", {"hipsaxpy.yaml": (EVERY_ARCH,
-                                                                   FIRST_ARCH_ONLY)})
+                                                                    FIRST_ARCH_ONLY)})
     with pytest.raises(UserError):
         build_demo(tmp_path / "unused", tmp_path / "exports", recipes=recipes, cells=FAT)
     broken = next((tmp_path / "exports").rglob(BROKEN_WHEEL))
@@ -227,7 +227,7 @@ def test_runtime_image_build_audits_before_installing(good_set, tmp_path):
 
     def build_by_hand(folder: Path, tag: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [docker_engine.DOCKER, "buildx", "build", "-f", "docker/Dockerfile.clean",
+            [engine.DOCKER, "buildx", "build", "-f", "docker/Dockerfile.clean",
              "--build-context", f"wheels={folder}",
              "--build-arg", f"RUNTIME_IMAGE={manifest['runtime_image']}",
              "--progress=plain", "--load", "-t", tag, "."],
@@ -239,8 +239,8 @@ def test_runtime_image_build_audits_before_installing(good_set, tmp_path):
     assert f"wheels/{FINDING}" in log, log[-4000:]
     assert "audit: 2 wheel(s), 1 finding(s)" in log, log[-4000:]
     assert "Successfully installed" not in log  # the install step never ran
-    assert not docker_engine.image_exists("wheelforge-test/audit-gate:bad")
+    assert not engine.image_exists("wheelforge-test/audit-gate:bad")
     good = build_by_hand(good_set / FAT, "wheelforge-test/audit-gate:good")
-    docker_engine.docker(["rmi", "-f", "wheelforge-test/audit-gate:good"], check=False)
+    engine.docker(["rmi", "-f", "wheelforge-test/audit-gate:good"], check=False)
     assert good.returncode == 0, (good.stdout + good.stderr)[-4000:]
     assert "audit: 2 wheel(s), no GPU code is missing an arch" in good.stdout + good.stderr

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge import audit, gpucode
+from wheelforge.audit import gpu, gpucode, jit
+from wheelforge.core import wheelset
+from wheelforge.recipes import component
 
 # What it proves does not depend on the engine release: `make test` runs it once.
 pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
@@ -61,7 +63,7 @@ def fetch(vendor: Vendor) -> Path:
 
 
 def test_mori_hip_bundles_in_shared_libraries() -> None:
-    result = audit.audit_paths([fetch(MORI)], ARCHS)
+    result = gpu.audit_paths([fetch(MORI)], ARCHS)
     [wheel] = result.manifest_targets().values()
     assert (wheel["files"], wheel["bundles"], wheel["kernels"]) == (2, 2, 0)
     assert wheel["archs"] == {"gfx942": {"bundles": 2, "kernels": 0},
@@ -72,7 +74,7 @@ def test_mori_hip_bundles_in_shared_libraries() -> None:
     assert result.findings == [] and wheel["partial_kernels"] == 0 and wheel["trees"] == {}
     # judged against an arch it was not built for, every bundle is a finding (and only
     # they: they already name gfx90a)
-    assert audit.audit_paths([fetch(MORI)], ("gfx90a",)).findings == [
+    assert gpu.audit_paths([fetch(MORI)], ("gfx90a",)).findings == [
         f"{MORI.file}: mori/libmori_pybinds.so: bundle 1: missing gfx90a",
         f"{MORI.file}: mori/umbp_standalone_server: bundle 1: missing gfx90a"]
 
@@ -86,7 +88,7 @@ def test_aiter_kernels_for_one_arch_by_design_pass_every_cell() -> None:
     # 112 fp4 .hsaco files), 219 lack gfx950
     for archs, without in [(("gfx942",), {"gfx942": 270}), (("gfx950",), {"gfx950": 219}),
                            (ARCHS, {"gfx942": 270, "gfx950": 219})]:
-        result = audit.audit_paths([path], archs)
+        result = gpu.audit_paths([path], archs)
         assert result.findings == [], (archs, result.findings[:5])
         [wheel] = result.manifest_targets().values()
         assert (wheel["files"], wheel["bundles"], wheel["kernels"]) == (2613, 0, 1551)
@@ -100,7 +102,7 @@ def test_aiter_kernels_for_one_arch_by_design_pass_every_cell() -> None:
     fp4 = [m for m in result.wheels[0].members if m.path.startswith(
         "aiter/ops/triton/configs/gemm/aot/") and m.path.endswith(".hsaco")]
     assert len(fp4) == 112 and {b.targets for m in fp4 for b in m.blobs} == {("gfx950",)}
-    assert audit.main([str(path), "--archs", "gfx942"]) == 0
+    assert gpu.main([str(path), "--archs", "gfx942"]) == 0
 
 
 def test_aiter_without_its_gfx950_tree_fails_gfx950_cells(tmp_path) -> None:
@@ -113,8 +115,8 @@ def test_aiter_without_its_gfx950_tree_fails_gfx950_cells(tmp_path) -> None:
                 dst.writestr(info, src.read(info), compress_type=zipfile.ZIP_STORED)
     finding = f"{AITER.file}: aiter_meta/hsa/<arch>: no kernels for gfx950"
     for archs in (("gfx950",), ARCHS):
-        assert audit.audit_paths([thin], archs).findings == [finding], archs
-    result = audit.audit_paths([thin], ("gfx942",))
+        assert gpu.audit_paths([thin], archs).findings == [finding], archs
+    result = gpu.audit_paths([thin], ("gfx942",))
     assert result.findings == []
     [wheel] = result.manifest_targets().values()
     assert (wheel["files"], wheel["kernels"], wheel["kernels_without"]) == (
@@ -124,7 +126,7 @@ def test_aiter_without_its_gfx950_tree_fails_gfx950_cells(tmp_path) -> None:
 
 def test_flydsl_has_no_gpu_code_and_its_llvm_gives_no_false_positive() -> None:
     path = fetch(FLYDSL)
-    result = audit.audit_paths([path], ARCHS)
+    result = gpu.audit_paths([path], ARCHS)
     [wheel] = result.manifest_targets().values()
     assert wheel["files"] == 0 and result.findings == []
     # the bundled LLVM library really carries a bundle magic as plain bytes
@@ -141,12 +143,11 @@ def test_jit_coverage_of_the_published_aiter_wheel_shows_it_compiles_everything_
     """AMD's amd-aiter 0.1.7.post2.dev18 lists 65 modules in aiter/jit/optCompilerConfig.json
     and carries none of them prebuilt: every module but the 7 tuning ones compiles at first
     use. Read with the production recipe's own `jit` declaration."""
-    from wheelforge import jitcoverage, recipes
 
-    recipe = recipes.load_recipe(ROOT / "recipes" / "aiter.yaml", display="recipes/aiter.yaml",
-                                 extra_variables=frozenset({"enable_ck"}))
+    recipe = component.load_recipe(ROOT / "recipes" / "aiter.yaml", display="recipes/aiter.yaml",
+                                   extra_variables=frozenset({"enable_ck"}))
     spec = dict(recipe.jit)
-    found = jitcoverage.read("aiter", fetch(AITER), spec)
+    found = jit.read("aiter", fetch(AITER), spec)
     assert (len(found.listed), len(found.never), len(found.prebuilt)) == (65, 7, 0)
     assert len(found.missing(ARCHS)) == 58 and "module_aiter_enum" in found.missing(ARCHS)
 
@@ -157,7 +158,6 @@ def test_vendor_wheels_open_clean_as_the_image_build_checks_them(vendor, capsys)
     RECORD. amd_mori 1.2.4 was retagged by hand (linux -> manylinux_2_39): its WHEEL no
     longer matches RECORD's hash. That is one note, not a refusal; any other member that
     does not match its hash still fails."""
-    from wheelforge import wheelset
 
     wheelset.check_wheel(fetch(vendor))
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]

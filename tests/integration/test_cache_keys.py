@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, copy_recipes
-from wheelforge import app, bake, baseimages, demo, sources, wheelset
-from wheelforge import engine as docker_engine
-from wheelforge import plan as planning
-from wheelforge import wheels as wheel_builds
-from wheelforge.registry import Registry
+from wheelforge import cli
+from wheelforge.build import bake, build_sets
+from wheelforge.core import rootfs, types, wheelset
+from wheelforge.core.engine import docker
+from wheelforge.plan import fetch, make_plan
+from wheelforge.publish.registry import Registry
 
 pytestmark = pytest.mark.integration
 VARIANTS = {"a": "flavor-a", "b": "flavor-b"}
@@ -32,12 +33,12 @@ def two_variant_recipes(dest: Path) -> Path:
     return recipes
 
 
-def build(recipes: Path, variant: str, out: Path, **options) -> tuple[planning.Build, list]:
-    p = planning.make_plan(planning.Inputs(recipes_dir=recipes, only=("pkgconfig",)),
-                           channel="stable", cells_glob=CELL.format(variant))
+def build(recipes: Path, variant: str, out: Path, **options) -> tuple[types.Build, list]:
+    p = make_plan(types.Inputs(recipes_dir=recipes, only=("pkgconfig",)),
+                  channel="stable", cells_glob=CELL.format(variant))
     opts = bake.Options(sources=ROOT / ".cache" / "sources", exports=out / "exports",
-                        ca_bundle=app.ca_bundle_path("auto"), **options)
-    rows = wheel_builds.build(p, opts, out_root=out / "wheels")
+                        ca_bundle=cli.ca_bundle_path("auto"), **options)
+    rows = build_sets(p, opts, out_root=out / "wheels")
     (only,) = p.builds.values()
     return only, rows
 
@@ -49,18 +50,18 @@ def wheel_sha(out: Path, variant: str) -> dict[str, str]:
 
 @pytest.mark.prunes_cache
 def test_variants_built_in_parallel_keep_their_own_registry_cache(engine, registry,
-                                                                   tmp_path: Path) -> None:
-    demo.make_repos()
+                                                                  tmp_path: Path) -> None:
+    fetch.make_repos()
     recipes = two_variant_recipes(tmp_path / "recipes")
     repo = "wheelforge/cache"
     cache = f"{registry.host}/{repo}"
-    plan = planning.make_plan(planning.Inputs(recipes_dir=recipes, only=("pkgconfig",)),
-                              channel="stable", cells_glob=CELL.format("a"))
+    plan = make_plan(types.Inputs(recipes_dir=recipes, only=("pkgconfig",)),
+                     channel="stable", cells_glob=CELL.format("a"))
     # fetched and imported once, before the two builds start (two `docker import`s of one
     # root at once would make two base images, each with its own digest and cache chain)
-    baseimages.ensure_images({b.build_image for b in plan.builds.values()})
+    rootfs.ensure_images({b.build_image for b in plan.builds.values()})
     for b in plan.builds.values():
-        sources.fetch(ROOT / ".cache" / "sources", b, rewrites=plan.rewrites)
+        fetch.fetch(ROOT / ".cache" / "sources", b, rewrites=plan.rewrites)
     with ThreadPoolExecutor(max_workers=2) as pool:  # two CI jobs at once, one registry
         futures = {v: pool.submit(build, recipes, v, tmp_path / f"first-{v}", max_jobs=1,
                                   cache_registry=cache) for v in VARIANTS}
@@ -82,7 +83,7 @@ def test_variants_built_in_parallel_keep_their_own_registry_cache(engine, regist
     assert info["max_jobs"] == 1 and info["max_jobs_from"] == "--max-jobs"
 
     # the engine here is this run's own or a private one (see the prunes_cache marker)
-    proc = docker_engine.docker(["buildx", "prune", "-af"], check=False)
+    proc = docker(["buildx", "prune", "-af"], check=False)
     assert proc.returncode == 0, proc.stderr
     for v in VARIANTS:  # a fresh builder, another client-side --max-jobs: all from the registry
         again, rows = build(recipes, v, tmp_path / f"again-{v}", max_jobs=5,

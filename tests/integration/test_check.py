@@ -14,8 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LZ4C_URL, copy_recipes, run_invoke
-from wheelforge import demo
-from wheelforge.errors import UserError
+from wheelforge.contract import upstream
+from wheelforge.core import settings
+from wheelforge.core.terminal import UserError
+from wheelforge.core.types import Build, Resolved
+from wheelforge.plan import fetch
+from wheelforge.recipes import matrix
 
 pytestmark = pytest.mark.one_engine  # nothing engine-specific (see tests/conftest.py)
 
@@ -48,7 +52,8 @@ def line_number(file: Path, test: Callable[[str], bool]) -> int:
 def side_branch_commit(tmp: Path) -> tuple[str, Path]:
     """A commit on a side branch of a copy of lz4-c.git, not on main: (commit, bare repo)."""
     work, bare = tmp / "side-work", tmp / "lz4-c.git"
-    subprocess.run(["git", "clone", "-q", str(demo.REPOS / "lz4-c.git"), str(work)], check=True)
+    subprocess.run(["git", "clone", "-q", str(settings.DEMO_GIT / "lz4-c.git"), str(work)],
+                   check=True)
     subprocess.run(["git", "-C", str(work), "checkout", "-q", "-b", "side"], check=True)
     with (work / "lz4.h").open("a") as f:
         f.write("\n/* only on the side branch */\n")
@@ -100,10 +105,10 @@ def test_a_variable_nothing_reads_is_one_warning_naming_the_files_searched(tmp_p
 
 
 def test_a_pin_off_its_branch_is_an_error_and_stops_wheels(tmp_path):
-    demo.make_repos()
+    fetch.make_repos()
     commit, bare = side_branch_commit(tmp_path)
     recipes = copy_recipes(tmp_path / "recipes", {"liblz4.yaml": (
-        demo.make_repos()["lz4-c.git"], commit)})
+        fetch.make_repos()["lz4-c.git"], commit)})
     rewrite = f"file://{bare}={LZ4C_URL}"
     error = one_line(check(recipes, "--git-rewrite", rewrite), "ERROR", returncode=1)
     line = line_number(recipes / "liblz4.yaml", lambda t: t.strip().startswith("pin:"))
@@ -121,10 +126,10 @@ def test_a_pin_off_its_branch_is_an_error_and_stops_wheels(tmp_path):
 
 def test_a_pin_that_is_on_its_branch_passes(tmp_path):
     """The same side-branch repository with the branch set to the side branch: no error."""
-    demo.make_repos()
+    fetch.make_repos()
     commit, bare = side_branch_commit(tmp_path)
     recipes = copy_recipes(tmp_path / "recipes", {"liblz4.yaml": (
-        demo.make_repos()["lz4-c.git"], commit)})
+        fetch.make_repos()["lz4-c.git"], commit)})
     text = (recipes / "liblz4.yaml").read_text().replace("branch: main", "branch: side")
     (recipes / "liblz4.yaml").write_text(text)
     proc = check(recipes, "--git-rewrite", f"file://{bare}={LZ4C_URL}", "--cells", "*-v2-*")
@@ -141,8 +146,7 @@ def test_a_submodule_that_cannot_be_fetched_is_a_warning_naming_it(tmp_path):
     without submodules and only the missing one is named; a missing top level is an error."""
     from dataclasses import replace
 
-    from wheelforge import gitrefs, readsource
-    from wheelforge.model import Build, Resolved
+
 
     base = "https://sub.wheelforge.invalid/"
     for name in ("ok", "gone", "super"):
@@ -163,15 +167,15 @@ def test_a_submodule_that_cannot_be_fetched_is_a_warning_naming_it(tmp_path):
     for name in ("ok", "super"):  # no mirror of `gone`
         _git("clone", "-q", "--bare", str(tmp_path / name), str(mirrors / f"{name}.git"),
              cwd=tmp_path)
-    rules = gitrefs.parse_rewrites([f"file://{mirrors}/={base}"])
+    rules = matrix.parse_rewrites([f"file://{mirrors}/={base}"])
     build = Build(component="sup", key="k", target="sup-k", recipe_file="recipes/sup.yaml",
                   source=Resolved(kind="git", url=f"{base}super.git", commit=commit,
                                   submodules=True),
                   build_image="b", runtime_image="r", python="3.12", apt=(), env=(), steps=(),
                   deps=(), wheels=(), prefix=True, imports=(), runtime=False, archs=(),
                   mem_per_job_gb=1.0)
-    tree, problems = readsource.fetch(tmp_path / "cache", build, rewrites=rules,
-                                      work=tmp_path / "work")
+    tree, problems = upstream.source_tree(tmp_path / "cache", build, rewrites=rules,
+                                          work=tmp_path / "work")
     assert tree is not None and (tree / "README").read_text() == "super"
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"submodule third/gone ({base}gone.git at ")
@@ -179,7 +183,7 @@ def test_a_submodule_that_cannot_be_fetched_is_a_warning_naming_it(tmp_path):
     assert "third/ok" not in problems[0]
     gone_top = replace(build, source=replace(build.source, url=f"{base}gone-top.git"))
     with pytest.raises(UserError):
-        readsource.fetch(tmp_path / "cache2", gone_top, rewrites=rules, work=tmp_path / "work")
+        upstream.source_tree(tmp_path / "cache2", gone_top, rewrites=rules, work=tmp_path / "work")
 
 
 # ---- what the check runs: versions, build requirements, ABI pins (the scmext component) ----
@@ -224,7 +228,7 @@ def test_a_build_requirement_the_sets_versions_miss_is_an_error(tmp_path):
     1.5.5: `python -m build --no-isolation` would stop with missing dependencies (as nightly
     AITER, requiring flydsl==0.3.1, does against nightly FlyDSL 0.3.2)."""
     work, bare = tmp_path / "scmext-work", tmp_path / "scmext.git"
-    _git("clone", "-q", str(demo.REPOS / "scmext.git"), str(work), cwd=tmp_path)
+    _git("clone", "-q", str(settings.DEMO_GIT / "scmext.git"), str(work), cwd=tmp_path)
     pyproject = work / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace(
         '"pybind11==2.13.6"]', '"pybind11==2.13.6", "pkgconfig>=2"]'))
@@ -232,7 +236,7 @@ def test_a_build_requirement_the_sets_versions_miss_is_an_error(tmp_path):
     commit = _git("rev-parse", "HEAD", cwd=work)
     _git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
     recipes = copy_recipes(tmp_path / "recipes", {"scmext.yaml": (
-        demo.make_repos()["scmext.git"], commit)})
+        fetch.make_repos()["scmext.git"], commit)})
     text = (recipes / "scmext.yaml").read_text()
     (recipes / "scmext.yaml").write_text(text.replace("[bookworm]", "[bookworm]\ndepends: "
                                                       "[pkgconfig]"))

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CPU_COMPONENTS, ROOT, DemoBuild, build_demo, copy_recipes, run_invoke
-from wheelforge import audit, baseimages, demo
-from wheelforge import engine as docker_engine
-from wheelforge import image as images
-from wheelforge import plan as planning
-from wheelforge.errors import UserError
+from wheelforge.audit import gpu
+from wheelforge.core import rootfs, types
+from wheelforge.core.engine import DOCKER, docker
+from wheelforge.core.terminal import UserError
+from wheelforge.image import build_image
+from wheelforge.plan import fetch, make_plan
+from wheelforge.recipes import load
 
 pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
@@ -46,11 +48,11 @@ def _manifest(build: DemoBuild, cell: str) -> dict:
 def test_recipe_pins_are_the_demo_sources_commits():
     """demo/hip/<name> becomes <name>.git with a fixed commit; the recipes pin exactly it
     (a changed source needs a new pin, else this fails)."""
-    commits = demo.make_repos()
+    commits = fetch.make_repos()
     for name in HIP:
         text = (ROOT / "demo" / "recipes" / f"{name}.yaml").read_text()
         assert f"pin: {commits[f'{name}.git']}" in text, name
-    assert demo.make_repos() == commits  # the same on every call
+    assert fetch.make_repos() == commits  # the same on every call
 
 
 def test_plan_lists_cpu_and_rocm_cells():
@@ -61,8 +63,8 @@ def test_plan_lists_cpu_and_rocm_cells():
 
 
 def test_components_are_limited_to_their_stacks():
-    p = planning.make_plan(planning.Inputs(recipes_dir=ROOT / "demo" / "recipes"),
-                           channel="stable", cells_glob=None)
+    p = make_plan(types.Inputs(recipes_dir=ROOT / "demo" / "recipes"),
+                  channel="stable", cells_glob=None)
     for cell in p.cells:
         names = set(p.cell_targets[cell.id])
         if cell.stack.name == STACK:
@@ -93,7 +95,7 @@ def test_components_are_limited_to_their_stacks():
 def test_stack_keys_are_validated_strictly(tmp_path, file, old, new, message):
     recipes = copy_recipes(tmp_path / "recipes", {file: (old, new)})
     with pytest.raises(UserError) as caught:
-        planning.load(planning.Inputs(recipes_dir=recipes))
+        load(types.Inputs(recipes_dir=recipes))
     text = str(caught.value).replace(f"{recipes.relative_to(tmp_path)}/", "")
     assert re.search(message, text), text
     assert "\n" not in text
@@ -106,7 +108,7 @@ def test_rocm_cells_carry_bundles_for_exactly_their_archs(rocm_build):
         manifest = _manifest(rocm_build, cell)
         assert set(manifest["components"]) == HIP
         assert manifest["runtime_deps"] == []
-        result = audit.audit_set(rocm_build.out / cell)
+        result = gpu.audit_set(rocm_build.out / cell)
         assert result.ok, result.findings
         assert {Path(w.name).name.split("-")[0] for w in result.wheels} == HIP
         for wheel in result.wheels:
@@ -117,7 +119,7 @@ def test_rocm_cells_carry_bundles_for_exactly_their_archs(rocm_build):
 
 
 def test_fat_cell_bundles_hold_both_archs_and_hipblend_is_compressed(rocm_build):
-    result = audit.audit_set(rocm_build.out / FAT)
+    result = gpu.audit_set(rocm_build.out / FAT)
     kinds = {}
     for wheel in result.wheels:
         for member in wheel.members:
@@ -144,7 +146,7 @@ def test_one_arch_too_few_is_stopped_by_the_audit(engine, tmp_path):
 
 def test_runtime_image_imports_the_hip_extensions_without_a_gpu(rocm_build):
     tag = f"wheelforge-test/runtime:{FAT}"
-    built = images.build(rocm_build.out / FAT, tag=tag)
+    built = build_image(rocm_build.out / FAT, tag=tag)
     assert built.tag == tag
     script = (
         "import array, hipblend, hipsaxpy\n"
@@ -156,12 +158,12 @@ def test_runtime_image_imports_the_hip_extensions_without_a_gpu(rocm_build):
         "    hipblend.axpby(2.0, x, 3.0, y)\n"
         "except RuntimeError as exc:\n"
         "    print('no gpu:', exc)\n")
-    out = docker_engine.docker(["run", "--rm", "--network=none", tag, "python", "-c", script],
-                        what=f"{tag} ").stdout.decode()
+    out = docker(["run", "--rm", "--network=none", tag, "python", "-c", script],
+                 what=f"{tag} ").stdout.decode()
     assert "devices 0 0" in out
     assert "no gpu: hipblend: no ROCm-capable device is detected" in out
     for compiler in ("hipcc", "clang-21", "gcc", "cc"):  # the toolchain stayed behind
-        which = subprocess.run([docker_engine.DOCKER, "run", "--rm", "--network=none", tag, "which",
+        which = subprocess.run([DOCKER, "run", "--rm", "--network=none", tag, "which",
                                 compiler], capture_output=True, check=False)
         assert which.returncode != 0, compiler
 
@@ -180,19 +182,19 @@ def test_debian_mirror_comes_from_the_apt_sources(tmp_path, monkeypatch):
         "Types: deb deb-src\nURIs: http://main.mirror.invalid/debian/\nSuites: trixie\n")
     (listd / "b.list").write_text("deb [arch=amd64] http://second.mirror.invalid/debian sid main\n")
     (listd / "c.list.disabled").write_text("deb http://disabled.mirror.invalid/debian sid main\n")
-    assert baseimages.debian_mirror(tmp_path) == "http://main.mirror.invalid/debian"
+    assert rootfs.debian_mirror(tmp_path) == "http://main.mirror.invalid/debian"
     (tmp_path / "sources.list").write_text(
         "deb-src http://src.mirror.invalid/debian sid main\n"
         "deb http://first.mirror.invalid/debian bookworm main  # the main archive\n")
-    assert baseimages.debian_mirror(tmp_path) == "http://first.mirror.invalid/debian"
+    assert rootfs.debian_mirror(tmp_path) == "http://first.mirror.invalid/debian"
     monkeypatch.setenv("WHEELFORGE_DEBIAN_MIRROR", "http://override.mirror.invalid/debian/")
-    assert baseimages.debian_mirror(tmp_path) == "http://override.mirror.invalid/debian"
+    assert rootfs.debian_mirror(tmp_path) == "http://override.mirror.invalid/debian"
 
 
 def test_no_apt_sources_is_one_line_error(tmp_path, monkeypatch):
     monkeypatch.delenv("WHEELFORGE_DEBIAN_MIRROR", raising=False)
     with pytest.raises(UserError) as caught:
-        baseimages.debian_mirror(tmp_path)
+        rootfs.debian_mirror(tmp_path)
     assert str(caught.value) == (
         f"no Debian mirror in {tmp_path}/sources.list or {tmp_path}/sources.list.d/; "
         f"set WHEELFORGE_DEBIAN_MIRROR=URL of a Debian archive")

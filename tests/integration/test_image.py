@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CELLS, ROOT, copy_recipes, env_args, run_invoke
-from wheelforge import engine, wheelset
+from wheelforge.core import engine, wheelset
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """The link audit finds each planted demo defect with one line: real builds through the
-pipeline (wheelforge.wheels.build, the gate of `invoke wheels`) of copies of the demo
+pipeline (wheelforge.build.build_sets, the gate of `invoke wheels`) of copies of the demo
 recipes, each edited to plant one defect, one cell each; and the demo cells as they are
 pass with nothing to report.
 
@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, copy_recipes
-from wheelforge import app, bake, demo, imageroot, linkaudit
-from wheelforge import plan as planning
-from wheelforge import wheels as wheel_builds
-from wheelforge.errors import UserError
-from wheelforge.ldso import Fs
+from wheelforge import cli
+from wheelforge.audit import links
+from wheelforge.audit.links import Fs, audit, gate
+from wheelforge.build import bake, build_sets
+from wheelforge.core import rootfs, types
+from wheelforge.core.terminal import UserError
+from wheelforge.plan import fetch, make_plan
 
 # What it proves does not depend on the engine release: `make test` runs it once.
 pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
@@ -41,19 +43,19 @@ WHEEL_STEP = '  - HIPSAXPY_LIB="$PREFIX/lib/libhipsaxpy.so" pip wheel --no-deps 
 
 def _conf_dirs(image: str) -> int:
     """How many folders the image's ld.so.conf names (each finding line counts them)."""
-    return len(Fs(imageroot.root_for(image), {}).conf_dirs())
+    return len(Fs(rootfs.root_for(image), {}).conf_dirs())
 
 
-def _build(tmp: Path, recipes: Path, only: tuple[str, ...], cell: str) -> planning.Plan:
-    """wheels.build of ``only`` (and what it depends on) for one cell, as `invoke wheels
+def _build(tmp: Path, recipes: Path, only: tuple[str, ...], cell: str) -> types.Plan:
+    """build_sets of ``only`` (and what it depends on) for one cell, as `invoke wheels
     --only ... --cells CELL` does it; raises what the build raises."""
-    demo.make_repos()
-    plan = planning.make_plan(planning.Inputs(recipes_dir=recipes, only=only),
-                              channel="stable", cells_glob=cell)
+    fetch.make_repos()
+    plan = make_plan(types.Inputs(recipes_dir=recipes, only=only),
+                     channel="stable", cells_glob=cell)
     assert [c.id for c in plan.cells] == [cell]
     options = bake.Options(sources=ROOT / ".cache" / "sources", exports=tmp / "exports",
-                           ca_bundle=app.ca_bundle_path("auto"))
-    wheel_builds.build(plan, options, out_root=tmp / "wheels")
+                           ca_bundle=cli.ca_bundle_path("auto"))
+    build_sets(plan, options, out_root=tmp / "wheels")
     return plan
 
 
@@ -98,7 +100,7 @@ def test_library_left_out_of_its_wheel(engine, tmp_path, capsys):
     # libhipsaxpy.so is in no wheel of the set, and an apt package installs into the
     # folders every search ends in, so there it is a note, judged by Dockerfile.clean.
     wheels = sorted((tmp_path / "exports").rglob(HIPSAXPY_WHL))
-    lenient = linkaudit.audit(wheels[:1], imageroot.root_for(ROCM_RUNTIME), lenient=True)
+    lenient = audit(wheels[:1], rootfs.root_for(ROCM_RUNTIME), lenient=True)
     assert lenient.ok and [n.split(" (")[0] for n in lenient.notes] == [
         f"{HIPSAXPY_WHL}: hipsaxpy/_hipsaxpy.cpython-314-x86_64-linux-gnu.so: library "
         "libhipsaxpy.so not in the root"]
@@ -159,7 +161,7 @@ def soname_findings(conf: int) -> list[str]:
 
 @pytest.mark.parametrize("runtime_apt", [False, True], ids=["no-runtime-apt", "runtime-apt"])
 def test_dependency_soname_that_the_wheel_does_not_ship(engine, tmp_path, runtime_apt,
-                                                       capsys):
+                                                        capsys):
     """hipsaxpy's wheel ships libhipsaxpy.so (SONAME libhipsaxpy.so), as in the demo, but
     its install prefix, which hipblend links, holds a library built with
     -Wl,-soname,libhipsaxpy.so.2: hipblend's extension and library need libhipsaxpy.so.2,
@@ -182,7 +184,7 @@ def test_dependency_soname_that_the_wheel_does_not_ship(engine, tmp_path, runtim
     assert re.match(rf"{re.escape(printed[0])} \(and 1 more, listed above\); nothing was "
                     r"swapped in; fix \S*hipblend\.yaml ", found), found
     wheels = sorted((tmp_path / "exports").rglob("hip*.whl"))
-    lenient = linkaudit.audit(wheels, imageroot.root_for(ROCM_RUNTIME), lenient=True)
+    lenient = audit(wheels, rootfs.root_for(ROCM_RUNTIME), lenient=True)
     assert lenient.findings == printed and lenient.notes == []
 
 
@@ -201,7 +203,7 @@ def test_demo_cells_report_nothing(request, built, cell, image, names):
     assert {name.split("-")[0] for name in links["wheels"]} >= names - {"pkgconfig"}
     assert {name: w["findings"] for name, w in links["wheels"].items() if w["findings"]} == {}
     assert sum(w["elf_files"] for w in links["wheels"].values()) >= 2
-    result = linkaudit.audit(sorted((build.out / cell).glob("*.whl")), imageroot.root_for(image))
+    result = audit(sorted((build.out / cell).glob("*.whl")), rootfs.root_for(image))
     assert result.ok and result.notes == []
 
 
@@ -210,15 +212,16 @@ def test_a_set_that_passed_is_not_audited_again(rocm_build, monkeypatch, capsys)
     kept result is used, and printed the same way; nothing is read again."""
     cell = rocm_build.out / ROCM
     manifest = json.loads((cell / "manifest.json").read_text())
-    first = linkaudit.gate(cell, manifest)  # kept by the build already, or now
+    root = rootfs.root_for(manifest["runtime_image"])
+    first = gate(cell, manifest, root, cacheable=True)  # kept by the build already, or now
     shown = capsys.readouterr().out
 
     def no_audit(*args, **kwargs):
         raise AssertionError("audited again")
 
-    monkeypatch.setattr(linkaudit, "audit", no_audit)
-    assert linkaudit.gate(cell, manifest) == first == manifest["link_audit"]
+    monkeypatch.setattr(links, "audit", no_audit)
+    assert gate(cell, manifest, root, cacheable=True) == first == manifest["link_audit"]
     assert capsys.readouterr().out == shown
     other = {**manifest, "runtime_apt": ["libfoo1"]}  # leniency is part of the key
     with pytest.raises(AssertionError, match="audited again"):
-        linkaudit.gate(cell, other)
+        gate(cell, other, root, cacheable=True)

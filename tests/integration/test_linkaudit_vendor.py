@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_audit_vendor import FLYDSL, MORI, fetch
-from wheelforge import baseimages, imageroot, linkaudit
-from wheelforge.elfdyn import read_elf
-from wheelforge.ldso import DEFAULT_DIRS, Fs
+from wheelforge import jobs
+from wheelforge.audit import links
+from wheelforge.audit.elf import read_elf
+from wheelforge.audit.links import DEFAULT_DIRS, Fs
+from wheelforge.core import rootfs
+from wheelforge.core.terminal import UserError
 
 # What it proves does not depend on the engine release: `make test` runs it once.
 pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
@@ -26,8 +29,8 @@ FAT = "stable-rocm6.4-sid-py3.14-gfx942-gfx950-default"
 
 @pytest.fixture(scope="module")
 def rocm_root(engine) -> Path:
-    baseimages.ensure_images({ROCM_RUNTIME})
-    return imageroot.extract(ROCM_RUNTIME)
+    rootfs.ensure_images({ROCM_RUNTIME})
+    return rootfs.extract(ROCM_RUNTIME)
 
 
 def _search_dirs(root: Path) -> list[str]:
@@ -40,7 +43,7 @@ def _present(root: Path, name: str) -> bool:
     return any(fs.resolve(f"{d}/{name}") for d in _search_dirs(root))
 
 
-def _missing(result: linkaudit.Result) -> dict[str, set[str]]:
+def _missing(result: links.Result) -> dict[str, set[str]]:
     """{member: libraries reported missing}."""
     out: dict[str, set[str]] = {}
     for wheel in result.wheels:
@@ -52,7 +55,7 @@ def _missing(result: linkaudit.Result) -> dict[str, set[str]]:
 
 def test_mori_needs_hip_7_and_grpc_which_the_debian_image_lacks(rocm_root):
     path = fetch(MORI)
-    result = linkaudit.audit([path], rocm_root)
+    result = links.audit([path], rocm_root)
     missing = _missing(result)
     reported = set().union(*missing.values())
     assert {"libamdhip64.so.7", "libgrpc++.so.1.51"} <= reported
@@ -64,7 +67,7 @@ def test_mori_needs_hip_7_and_grpc_which_the_debian_image_lacks(rocm_root):
     with zipfile.ZipFile(path) as zf:
         names = {os.path.basename(n) for n in zf.namelist()}
     fs = Fs(rocm_root, {})
-    linker = linkaudit.Linker(fs)
+    linker = links.Linker(fs)
     assert len(wheel.elf_files) == 13
     for member in wheel.elf_files:
         with zipfile.ZipFile(path) as zf, zf.open(member) as src:
@@ -86,7 +89,7 @@ def test_mori_needs_hip_7_and_grpc_which_the_debian_image_lacks(rocm_root):
 
 
 def test_flydsl_needs_hip_7_only(rocm_root):
-    result = linkaudit.audit([fetch(FLYDSL)], rocm_root)
+    result = links.audit([fetch(FLYDSL)], rocm_root)
     assert [line.split(": ", 1)[1].split(" (")[0] for line in result.findings] == [
         "flydsl/_mlir/_mlir_libs/libfly_jit_runtime.so: missing library libamdhip64.so.7"]
     # the wheel is cp312 and the image's python 3.14: pip would not install it (the set
@@ -106,16 +109,21 @@ def test_demo_hip_wheels_load_in_their_runtime_image(rocm_build, rocm_root):
     assert audit["image"] == ROCM_RUNTIME and audit["runtime_apt_not_in_root"] == []
     assert {name.split("-")[0]: w for name, w in audit["wheels"].items()} == {
         "hipsaxpy": {"elf_files": 2, "findings": []}, "hipblend": {"elf_files": 2,
-                                                                    "findings": []}}
-    result = linkaudit.audit(sorted((rocm_build.out / FAT).glob("*.whl")), rocm_root)
+                                                                   "findings": []}}
+    result = links.audit(sorted((rocm_build.out / FAT).glob("*.whl")), rocm_root)
     assert result.ok and result.notes == []
     assert all(w.unchecked == 0 for w in result.wheels)  # every symbol was judged
 
 
 def test_cli_against_the_image_and_a_missing_image(rocm_root, capsys):
-    assert linkaudit.main(["--root", ROCM_RUNTIME, "--json", str(fetch(FLYDSL))]) == 1
+    """`invoke audit --links --image IMAGE --path WHEEL` audits against the image's root;
+    a missing image is one line; the in-image CLI takes a folder and refuses anything else
+    in one line."""
+    assert jobs.link_report([], [str(fetch(FLYDSL))], image=ROCM_RUNTIME, as_json=True) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["root"] == ROCM_RUNTIME and len(data["findings"]) == 1
-    assert linkaudit.main(["--root", "wheelforge-demo/no-such:image", str(fetch(FLYDSL))]) == 2
+    with pytest.raises(UserError, match="no such image"):
+        jobs.link_report([], [str(fetch(FLYDSL))], image="wheelforge-demo/no-such:image")
+    assert links.main(["--root", ROCM_RUNTIME, str(fetch(FLYDSL))]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no such image" in err
+    assert err.count("\n") == 1 and f"--root {ROCM_RUNTIME}: not a folder" in err

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.integration.test_audit_vendor import MORI, fetch
-from wheelforge import wheelset
+from wheelforge.core import wheelset
 
 pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 

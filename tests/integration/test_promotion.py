@@ -29,9 +29,11 @@ import pytest
 
 from tests import registry_server
 from tests.conftest import CELLS, ROOT, run_invoke
-from wheelforge import imagetools, publish, wheelset
-from wheelforge.localenv import stop_group
-from wheelforge.registry import Registry
+from wheelforge import publish
+from wheelforge.core import wheelset
+from wheelforge.core.engine import stop_group
+from wheelforge.publish import Remote, inspect_remote, push_image
+from wheelforge.publish.registry import Registry
 
 pytestmark = pytest.mark.integration
 
@@ -380,10 +382,10 @@ def test_simultaneous_publishes_of_a_cell_keep_both_images_dated(
     day = datetime.date.fromisoformat(DAY)
     with registry_server.start(tmp_path / "registry") as server:
         contested = f"{server.host}/{REPO}:{DATED}"
-        read_back = imagetools.inspect
+        read_back = inspect_remote
         raced: list[str] = []
 
-        def other_publish_lands_first(ref: str) -> imagetools.Remote | None:
+        def other_publish_lands_first(ref: str) -> Remote | None:
             if ref == contested and not raced:
                 raced.append(ref)
                 docker("tag", local_images[1], contested)
@@ -391,8 +393,8 @@ def test_simultaneous_publishes_of_a_cell_keep_both_images_dated(
                 docker("rmi", contested)
             return read_back(ref)
 
-        monkeypatch.setattr(imagetools, "inspect", other_publish_lands_first)
-        published = publish.push(manifest, local_images[0], Registry(server.host), day=day)
+        monkeypatch.setattr(publish, "inspect_remote", other_publish_lands_first)
+        published = push_image(manifest, local_images[0], Registry(server.host), day=day)
         assert raced == [contested]  # the other push really happened in between
         reg = Registry(server.host)
         theirs, ours = reg.resolve(REPO, DATED), reg.resolve(REPO, f"{DATED}.1")

@@ -35,11 +35,13 @@ import pytest
 
 from tests import registry_server
 from tests.conftest import DEMO, ROOT, copy_recipes, run_invoke
-from wheelforge import app, bake, pipeline, tags
-from wheelforge import plan as planning
-from wheelforge import wheels as wheel_builds
-from wheelforge.errors import UserError
-from wheelforge.registry import Registry
+from wheelforge import cli, jobs
+from wheelforge.build import bake, build_sets
+from wheelforge.core import types
+from wheelforge.core.terminal import UserError
+from wheelforge.plan import fetch, make_plan
+from wheelforge.publish.registry import Registry
+from wheelforge.publish.tags import dated_tag, sha_tag
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +58,7 @@ CLI_TIMEOUT = 1500  # a hung command fails the test (subprocess timeout), never 
 
 
 def dated(day: datetime.date) -> str:
-    return tags.dated_tag(CELL, day)
+    return dated_tag(CELL, day)
 
 
 def head() -> str:
@@ -118,7 +120,7 @@ class Day:
 
     @property
     def sha_tag(self) -> str:
-        return tags.sha_tag(self.revision, CELL)
+        return sha_tag(self.revision, CELL)
 
     def check_sha_tag(self, earlier: tuple[Day, ...] | list[Day] = ()) -> None:
         """The sha- tag of the revision the image was built from (its manifest's, like its
@@ -151,14 +153,14 @@ class History:
                         allow_cpu_smoke: bool = False) -> Day:
         error, before = None, head()
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(pipeline, "WHEELS", self.wheels)  # never the repository's wheels/
+            mp.setattr(jobs, "WHEELS", self.wheels)  # never the repository's wheels/
             options = bake.Options(sources=ROOT / ".cache" / "sources", exports=self.exports,
-                                   ca_bundle=app.ca_bundle_path("auto"))
+                                   ca_bundle=cli.ca_bundle_path("auto"))
             try:
-                pipeline.nightly(planning.Inputs(recipes_dir=recipes), channel="stable",
-                                 cells=CELL, registry=self.host, options=options, keep=keep,
-                                 smoke_args=smoke_args, day=day,
-                                 allow_cpu_smoke=allow_cpu_smoke)
+                jobs.nightly(types.Inputs(recipes_dir=recipes), channel="stable",
+                             cells=CELL, registry=self.host, options=options, keep=keep,
+                             smoke_args=smoke_args, day=day,
+                             allow_cpu_smoke=allow_cpu_smoke)
             except UserError as exc:
                 error = exc
         return Day(day=day, tags=snapshot(self.registry()), manifest=self.manifest(),
@@ -466,18 +468,16 @@ def test_publish_with_docker_login_never_prints_the_password(history: History, t
 
 @pytest.mark.prunes_cache
 def test_registry_build_cache_survives_a_pruned_builder(engine, registry,
-                                                         tmp_path: Path) -> None:
-    from wheelforge import demo
-
-    demo.make_repos()
-    p = planning.make_plan(planning.Inputs(recipes_dir=DEMO), channel="stable", cells_glob=CELL)
+                                                        tmp_path: Path) -> None:
+    fetch.make_repos()
+    p = make_plan(types.Inputs(recipes_dir=DEMO), channel="stable", cells_glob=CELL)
     base = f"{registry.host}/wheelforge/cache"
 
     def build(name: str, **cache: tuple[str, ...]) -> tuple[list, dict]:
         options = bake.Options(sources=ROOT / ".cache" / "sources",
                                exports=tmp_path / name / "exports",
-                               ca_bundle=app.ca_bundle_path("auto"), **cache)
-        rows = wheel_builds.build(p, options, out_root=tmp_path / name / "wheels")
+                               ca_bundle=cli.ca_bundle_path("auto"), **cache)
+        rows = build_sets(p, options, out_root=tmp_path / name / "wheels")
         manifest = json.loads((tmp_path / name / "wheels" / CELL / "manifest.json").read_text())
         return rows, manifest
 

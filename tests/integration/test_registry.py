@@ -27,10 +27,16 @@ from typing import Any
 import pytest
 
 from tests import registry_server
-from wheelforge.errors import UserError
-from wheelforge.registry import OCI_MANIFEST, Registry, RegistryError
-from wheelforge.registrywire import next_link, parse_challenge
-from wheelforge.tags import dated_tag, deletable_digests, expired, floating_tags
+from wheelforge.core.terminal import UserError
+from wheelforge.publish.registry import (
+    OCI_MANIFEST,
+    DeleteUnsupported,
+    Registry,
+    RegistryError,
+    next_link,
+    parse_challenge,
+)
+from wheelforge.publish.tags import dated_tag, deletable_digests, expired, floating_tags
 
 pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 
@@ -509,8 +515,6 @@ def test_a_missing_or_broken_helper_is_one_clear_line(
 
 
 def test_a_registry_that_does_not_delete_says_so(tmp_path: Path) -> None:
-    from wheelforge.registry import DeleteUnsupported
-
     with registry_server.start(tmp_path / "reg", delete=False) as srv:
         reg = Registry(srv.host, sleep=no_sleep)
         digest = push_image(reg, "demo/nodelete", "v1", b"stays")

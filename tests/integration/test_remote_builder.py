@@ -19,9 +19,10 @@ import pytest
 
 from tests.conftest import DEMO, ROOT
 from tests.integration import private_engine
-from wheelforge import app, bake, baseimages, demo
-from wheelforge import plan as planning
-from wheelforge import wheels as wheel_builds
+from wheelforge import cli
+from wheelforge.build import bake, build_sets
+from wheelforge.core import rootfs, types
+from wheelforge.plan import fetch, make_plan
 
 pytestmark = pytest.mark.integration
 
@@ -65,11 +66,11 @@ def remote(engine, registry, tmp_path, monkeypatch):
         yield eng, name, env
 
 
-def build(p: planning.Plan, out: Path, *, builder: str | None = None,
+def build(p: types.Plan, out: Path, *, builder: str | None = None,
           **cache: tuple[str, ...]) -> tuple[list, dict]:
     options = bake.Options(sources=ROOT / ".cache" / "sources", exports=out / "exports",
-                           ca_bundle=app.ca_bundle_path("auto"), **cache)
-    rows = wheel_builds.build(p, options, out_root=out / "wheels", builder=builder)
+                           ca_bundle=cli.ca_bundle_path("auto"), **cache)
+    rows = build_sets(p, options, out_root=out / "wheels", builder=builder)
     return rows, json.loads((out / "wheels" / CELL / "manifest.json").read_text())
 
 
@@ -78,10 +79,10 @@ def wheels(manifest: dict) -> dict[str, str]:
 
 
 def test_wheels_built_on_a_remote_engine_from_the_shared_registry_cache(remote, registry,
-                                                                         tmp_path):
+                                                                        tmp_path):
     eng, context, env = remote
-    demo.make_repos()
-    p = planning.make_plan(planning.Inputs(recipes_dir=DEMO), channel="stable", cells_glob=CELL)
+    fetch.make_repos()
+    p = make_plan(types.Inputs(recipes_dir=DEMO), channel="stable", cells_glob=CELL)
 
     # 1. this host's engine builds and exports the registry cache (mode=max)
     _, local = build(p, tmp_path / "local",
@@ -92,7 +93,7 @@ def test_wheels_built_on_a_remote_engine_from_the_shared_registry_cache(remote, 
     info = docker("--context", context, "info", "--format", "{{.Name}} {{.Images}}", env=env)
     assert info.returncode == 0 and info.stdout.split()[1] == "0", info.stdout + info.stderr
     made = ({b.build_image for b in p.builds.values()} |
-            {c.stack.runtime_image for c in p.cells}) & set(baseimages.MADE_HERE)
+            {c.stack.runtime_image for c in p.cells}) & set(rootfs.MADE_HERE)
     for ref in sorted(made):
         save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE, env=env)
         loaded = docker("--context", context, "load", env=env, stdin=save.stdout)

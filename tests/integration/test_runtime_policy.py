@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CELLS, ROOT, copy_recipes, env_args
-from wheelforge import image as images
-from wheelforge import plan as planning
-from wheelforge import wheels as wheel_builds
-from wheelforge import wheelset
+from wheelforge.build import build_sets
+from wheelforge.core import types, wheelset
+from wheelforge.image import build_image, images_summary
+from wheelforge.plan import make_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
 BASE = "wheelforge-demo/bookworm:base"
@@ -154,19 +154,19 @@ def test_recipe_runtime_apt_reaches_the_image_and_its_table(demo_build, tmp_path
     """runtime_apt of a runtime component: merged into the manifest, installed, reported."""
     recipes = copy_recipes(tmp_path / "recipes", {"msgpack-numpy.yaml": (
         "imports:", "runtime_apt: [zstd]\nimports:")})
-    p = planning.make_plan(planning.Inputs(recipes_dir=recipes, only=("msgpack-numpy",)),
-                           channel="stable", cells_glob=CELLS[0])
+    p = make_plan(types.Inputs(recipes_dir=recipes, only=("msgpack-numpy",)),
+                  channel="stable", cells_glob=CELLS[0])
     out = tmp_path / "wheels"
-    wheel_builds.build(p, replace(demo_build.options, exports=tmp_path / "exports"),
-                       out_root=out)
+    build_sets(p, replace(demo_build.options, exports=tmp_path / "exports"),
+               out_root=out)
     manifest = wheelset.read_manifest(out / CELLS[0])
     assert manifest["runtime_apt"] == ["zstd"]
     assert manifest["runtime_toolchain"] == "forbidden"
     tag = "wheelforge-test/policy:runtime-apt"
     try:
-        built = images.build(out / CELLS[0], tag=tag)
+        built = build_image(out / CELLS[0], tag=tag)
         assert "zstd" in built.apt_packages and built.apt_size > 0
-        text = images.summary([built])
+        text = images_summary([built])
         assert "runtime apt" in text.splitlines()[0]
         assert f"runtime apt in {CELLS[0]}: " in text and " zstd" in text
         run = subprocess.run(["docker", "run", "--rm", "--network=none", tag, "zstd", "-V"],
@@ -183,7 +183,7 @@ def test_the_runtime_env_of_the_manifest_is_the_images_environment(demo_build, t
     folder = edited_set(demo_build, tmp_path, runtime_env={"DEMO_FLAG": "0", "DEMO_MODE": "x"})
     tag = "wheelforge-test/policy:runtime-env"
     try:
-        built = images.build(folder, tag=tag)
+        built = build_image(folder, tag=tag)
         env = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config.Env}}",
                               built.tag], capture_output=True, text=True, check=True).stdout
         assert "DEMO_FLAG=0" in env and "DEMO_MODE=x" in env, env

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CELLS, ROOT, run_invoke
-from wheelforge import plan as planning
+from wheelforge.core import types
+from wheelforge.recipes import load
 
 # What it proves does not depend on the engine release: `make test` runs it once.
 pytestmark = [pytest.mark.integration, pytest.mark.one_engine]
@@ -25,7 +26,7 @@ OWN_CHECKS = ("lz4:roundtrip", "msgpack:roundtrip", "msgpack-numpy:roundtrip", "
 
 
 def jitdemo_recipe():
-    _, recipes = planning.load(planning.Inputs(recipes_dir=ROOT / "demo" / "recipes"))
+    _, recipes = load(types.Inputs(recipes_dir=ROOT / "demo" / "recipes"))
     return recipes["jitdemo"]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import CELLS, DEMO, _require, run_invoke
 from tests.unit.test_timeline import Page
-from wheelforge import timeline
+from wheelforge.build import progress
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def test_each_build_writes_a_timeline_with_a_bar_per_component_and_cell(demo_bui
     # the critical path is outlined where anything took build time (a run served wholly
     # from a warm cache, as on the second engine of `make test`, has none to show)
     built = any(b["class"].split()[1] == "built" for b in bars)
-    assert any(b.get("stroke") == timeline.CRITICAL for b in bars) == built
+    assert any(b.get("stroke") == progress.CRITICAL for b in bars) == built
 
     png = screenshot(latest, tmp_path / "timeline.png", tmp_path / "profile")
     colours = png_colours(png)
@@ -101,8 +101,8 @@ def test_each_build_writes_a_timeline_with_a_bar_per_component_and_cell(demo_bui
             max(0.0, float(b["width"]) - (3 if b.get("stroke") else 0))
             * max(0.0, float(b["height"]) - (3 if b.get("stroke") else 0))
             for b in bars if b["class"].split()[1] == state)
-        assert colours.get(rgb(timeline.COLOURS[state]), 0) >= area / 2, (state, area)
-    for colour in (*timeline.COLOURS.values(), timeline.CRITICAL):  # and the legend
+        assert colours.get(rgb(progress.COLOURS[state]), 0) >= area / 2, (state, area)
+    for colour in (*progress.COLOURS.values(), progress.CRITICAL):  # and the legend
         assert colours.get(rgb(colour), 0) > 50, colour
 
 

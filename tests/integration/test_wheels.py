@@ -24,7 +24,11 @@ from tests.conftest import (
     new_lz4c_commit,
     run_invoke,
 )
-from wheelforge import demo, wheelset
+from wheelforge import cli
+from wheelforge.build import bake, build_sets
+from wheelforge.core import types, wheelset
+from wheelforge.core.terminal import UserError
+from wheelforge.plan import fetch, make_plan
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +92,7 @@ def test_noop_rebuild_is_all_cache_hits_with_identical_wheels(demo_build, tmp_pa
 
 
 def test_pin_change_rebuilds_only_that_component_and_its_dependents(demo_build, tmp_path):
-    repos = demo.make_repos()
+    repos = fetch.make_repos()
     new, clone = new_lz4c_commit(tmp_path, "a new upstream commit")
     recipes = copy_recipes(tmp_path / "recipes",
                            {"liblz4.yaml": (repos["lz4-c.git"], new)})
@@ -188,24 +192,19 @@ def test_src_builds_a_component_from_a_local_checkout(demo_build, tmp_path):
 
 
 def build_only(recipes: Path, only: tuple[str, ...], tmp: Path) -> list:
-    """wheel_builds.build of CELLS[0] for `only` (what `invoke wheels --only` runs), with
+    """build_sets of CELLS[0] for `only` (what `invoke wheels --only` runs), with
     its own exports folder: no lock on the checkout's .cache/exports is needed."""
-    from wheelforge import app, bake
-    from wheelforge import plan as planning
-    from wheelforge import wheels as wheel_builds
 
-    demo.make_repos()
-    p = planning.make_plan(planning.Inputs(recipes_dir=recipes, only=only), channel="stable",
-                           cells_glob=CELLS[0])
+    fetch.make_repos()
+    p = make_plan(types.Inputs(recipes_dir=recipes, only=only), channel="stable",
+                  cells_glob=CELLS[0])
     options = bake.Options(sources=ROOT / ".cache" / "sources", exports=tmp / "exports",
-                           ca_bundle=app.ca_bundle_path("auto"))
-    return wheel_builds.build(p, options, out_root=tmp / "wheels")
+                           ca_bundle=cli.ca_bundle_path("auto"))
+    return build_sets(p, options, out_root=tmp / "wheels")
 
 
 @pytest.mark.one_engine
 def test_a_wheel_under_an_undeclared_name_fails_naming_it(tmp_path):
-    from wheelforge.errors import UserError
-
     step = '  - python3 -m build --wheel --no-isolation --outdir "$OUT"\n'
     recipes = copy_recipes(tmp_path / "recipes", {"pkgconfig.yaml": (step, step + (
         '  - cp "$OUT"/pkgconfig-*.whl "$OUT"/pkgconfig_extra-1.5.5-py3-none-any.whl\n'))})
@@ -223,7 +222,6 @@ def test_a_wheel_under_an_undeclared_name_fails_naming_it(tmp_path):
 def test_a_runtime_dependency_that_is_a_second_copy_fails_naming_both(tmp_path):
     """A component builds module `numpy` as `numpy-fork`; msgpack-numpy's requirement
     `numpy` would bring a second copy from the index: an error, not a silent install."""
-    from wheelforge.errors import UserError
 
     fork = tmp_path / "numpy-fork"
     (fork / "numpy").mkdir(parents=True)
@@ -252,21 +250,18 @@ def test_a_wheel_at_another_version_than_its_recipe_states_is_refused(engine, tm
     build from another machine's plan would skip it): BuildKit applies the source's own
     .dockerignore to the named context, .git is gone, setuptools_scm falls back to 0.0.0,
     and the set is refused with one line before anything is swapped in."""
-    from wheelforge import app, bake
-    from wheelforge import plan as planning
-    from wheelforge import wheels as wheel_builds
-    from wheelforge.errors import UserError
+
 
     recipes = copy_recipes(tmp_path / "recipes", {"scmext.yaml": (
         'env:\n  SETUPTOOLS_SCM_PRETEND_VERSION: "{version}"   # no tag and no .git in the '
         'build context\n', "")})
-    demo.make_repos()
-    ins = planning.Inputs(recipes_dir=recipes, only=("scmext",))
-    p = planning.make_plan(ins, channel="stable", cells_glob="stable-bookworm-*-v2-*")
+    fetch.make_repos()
+    ins = types.Inputs(recipes_dir=recipes, only=("scmext",))
+    p = make_plan(ins, channel="stable", cells_glob="stable-bookworm-*-v2-*")
     options = bake.Options(sources=ROOT / ".cache" / "sources", exports=tmp_path / "exports",
-                           ca_bundle=app.ca_bundle_path("auto"))
+                           ca_bundle=cli.ca_bundle_path("auto"))
     with pytest.raises(UserError) as err:
-        wheel_builds.build(p, options, out_root=tmp_path / "wheels")
+        build_sets(p, options, out_root=tmp_path / "wheels")
     text = str(err.value)
     assert text.startswith("recipes/scmext.yaml: scmext: built scmext-0.0.0-"), text
     assert "but outputs.version expects ==0.1.0" in text and "fallback_version" in text

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from wheelforge import plan as planning
-from wheelforge import settings
+import wheelforge.plan
+from wheelforge.core import settings, types
 
 ROOT = settings.ROOT
 PIN_A = "a" * 40
@@ -93,12 +93,12 @@ def write_set(directory: Path, recipes: dict[str, dict[str, Any]],
 
 
 def make_plan(directory: Path, *, channel: str | None = "stable", cells: str | None = None,
-              rewrites: tuple[tuple[str, str], ...] = ()) -> planning.Plan:
-    return planning.make_plan(planning.Inputs(recipes_dir=directory, rewrites=rewrites),
-                              channel=channel, cells_glob=cells)
+              rewrites: tuple[tuple[str, str], ...] = ()) -> types.Plan:
+    return wheelforge.plan.make_plan(types.Inputs(recipes_dir=directory, rewrites=rewrites),
+                                     channel=channel, cells_glob=cells)
 
 
-def keys(plan: planning.Plan) -> dict[tuple[str, str], str]:
+def keys(plan: types.Plan) -> dict[tuple[str, str], str]:
     """(cell id, component) -> cache key."""
     return {(cell, name): plan.builds[target].key
             for cell, targets in plan.cell_targets.items() for name, target in targets.items()}

@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 # A guarded task printing far more than a pipe holds (64 KiB), one line at a time.
 TASK = """
 import sys
-from wheelforge import app
+from wheelforge import cli
 
-@app.guarded
+@cli.guarded
 def task():
     for i in range(200000):
         print(f"line {i} " + "x" * 40)
@@ -40,8 +40,8 @@ def test_closed_pipe_exits_quietly(tail):
 
 def test_closed_pipe_after_the_last_write_exits_quietly():
     """Output still in the buffer when the task returns is flushed inside the guard."""
-    script = ("import os, sys\nfrom wheelforge import app\n"
-              "@app.guarded\ndef task():\n    print('short')\n"
+    script = ("import os, sys\nfrom wheelforge import cli\n"
+              "@cli.guarded\ndef task():\n    print('short')\n"
               "    r, w = os.pipe()\n    os.close(r)\n    os.dup2(w, 1)\n"  # nobody reads fd 1
               "task()\n")
     buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}

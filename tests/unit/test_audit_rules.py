@@ -8,26 +8,26 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_gpucode import HIP, HOST, bundle, code_object, host_elf, make_wheel
-from wheelforge import audit, gpucode, gpujudge
-from wheelforge.errors import UserError
+from wheelforge.audit import gpu, gpucode
+from wheelforge.core.terminal import UserError
 
 BOTH = ("gfx942", "gfx950")
 W = "w-1-py3-none-any.whl"
 
 
-def kernel(path: str, *targets: str) -> audit.Member:
-    return audit.Member(path, (gpucode.Blob("code object", "", targets),))
+def kernel(path: str, *targets: str) -> gpu.Member:
+    return gpu.Member(path, (gpucode.Blob("code object", "", targets),))
 
 
-def library(path: str, *targets: str, kind: str = "bundle", problem: str = "") -> audit.Member:
-    return audit.Member(path, (gpucode.Blob(kind, "bundle 1", targets, problem),))
+def library(path: str, *targets: str, kind: str = "bundle", problem: str = "") -> gpu.Member:
+    return gpu.Member(path, (gpucode.Blob(kind, "bundle 1", targets, problem),))
 
 
-def judge(members: list[audit.Member], archs: tuple[str, ...]) -> audit.Result:
-    return audit.Result((audit.WheelReport(W, tuple(members), archs),))
+def judge(members: list[gpu.Member], archs: tuple[str, ...]) -> gpu.Result:
+    return gpu.Result((gpu.WheelReport(W, tuple(members), archs),))
 
 
-def info(result: audit.Result) -> dict:
+def info(result: gpu.Result) -> dict:
     return result.manifest_targets()[W]
 
 
@@ -123,7 +123,7 @@ def test_a_generic_target_folder_covers_both_archs() -> None:
     assert result.findings == [] and info(result)["partial_kernels"] == 0
     assert info(result)["trees"] == {"hsa": ["gfx9-4-generic"]}
     mixed = [kernel("hsa/gfx942/a.co", "gfx942"), kernel("hsa/gfx9-4-generic/b.co",
-                                                          "gfx9-4-generic")]
+                                                         "gfx9-4-generic")]
     assert judge(mixed, BOTH).findings == []
     assert judge(mixed, ("gfx90a",)).findings == [f"{W}: hsa/<arch>: no kernels for gfx90a"]
 
@@ -145,7 +145,7 @@ def test_real_wheel_tree_rules_and_the_gate_message(tmp_path: Path, capsys) -> N
         "w/lib.so": host_elf([(".hip_fatbin", bundle([HOST, HIP + "gfx942", HIP + "gfx950"]))]),
         "w/aot/fp4.hsaco": code_object(0x54F)})
     manifest = {"cell": "c", "archs": list(BOTH), "components": {}}
-    targets = audit.gate(stage, manifest, cache=None)[W]
+    targets = gpu.gate(stage, manifest, cache=None)[W]
     assert (targets["partial_kernels"], targets["kernels_without"]) == (
         3, {"gfx942": 1, "gfx950": 2})
     assert targets["trees"] == {"w/hsa": ["gfx9-4-generic", "gfx942"]}
@@ -154,9 +154,9 @@ def test_real_wheel_tree_rules_and_the_gate_message(tmp_path: Path, capsys) -> N
     (stage / W).unlink()
     make_wheel(stage / W, {"w/hsa/gfx942/k.co": code_object(0x54C),
                            "w/aot/fp4.hsaco": code_object(0x54F)})
-    assert audit.gate(stage, {**manifest, "archs": ["gfx942"]}, cache=None)[W]["files"] == 2
+    assert gpu.gate(stage, {**manifest, "archs": ["gfx942"]}, cache=None)[W]["files"] == 2
     with pytest.raises(UserError) as caught:
-        audit.gate(stage, manifest, cache=None)
+        gpu.gate(stage, manifest, cache=None)
     assert str(caught.value) == (
         f"wheels: GPU-target audit of c: {W}: w/hsa/<arch>: no kernels for gfx950; nothing "
         f"was swapped in ({tmp_path / 'c'} is unchanged); make the recipe build its GPU code "
@@ -166,7 +166,7 @@ def test_real_wheel_tree_rules_and_the_gate_message(tmp_path: Path, capsys) -> N
 
 
 def test_kernel_key_and_arch_folder() -> None:
-    assert gpujudge.kernel_key("a/hsa/gfx942/k.co") == "a/hsa/<arch>/k.co"
-    assert gpujudge.arch_folder("a/hsa/gfx942/k.co") == ("a/hsa", "gfx942")
-    assert gpujudge.arch_folder("gfx950/k.co") == ("", "gfx950")
-    assert gpujudge.arch_folder("a/k.co") is None
+    assert gpu.kernel_key("a/hsa/gfx942/k.co") == "a/hsa/<arch>/k.co"
+    assert gpu.arch_folder("a/hsa/gfx942/k.co") == ("a/hsa", "gfx942")
+    assert gpu.arch_folder("gfx950/k.co") == ("", "gfx950")
+    assert gpu.arch_folder("a/k.co") is None

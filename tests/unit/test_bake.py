@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.unit.conftest import PIN_A, PIN_B, ROOT, SHA256, git_recipe, make_plan, write_set
-from wheelforge import bake
-from wheelforge import plan as planning
-from wheelforge.errors import UserError
+from wheelforge.build import bake
+from wheelforge.core import types
+from wheelforge.core.terminal import UserError
 
 CA_CONTENT = "-----BEGIN CERTIFICATE-----\nTHE-CA-BUNDLE-CONTENT\n-----END CERTIFICATE-----\n"
 INDEX_SECRET = "https://user:s3cr3t-token@pypi.example.invalid/simple"
@@ -37,7 +37,7 @@ def recipes() -> dict:
 
 
 @pytest.fixture
-def plan(tmp_path: Path) -> planning.Plan:
+def plan(tmp_path: Path) -> types.Plan:
     return make_plan(write_set(tmp_path / "recipes", recipes()), cells="*gfx942-ckfree")
 
 
@@ -46,13 +46,13 @@ def options(tmp_path: Path) -> bake.Options:
     return bake.Options(sources=tmp_path / "sources", exports=tmp_path / "exports")
 
 
-def targets_by_component(plan: planning.Plan, definition: dict) -> dict[str, dict]:
+def targets_by_component(plan: types.Plan, definition: dict) -> dict[str, dict]:
     return {plan.builds[t].component: spec for t, spec in definition["target"].items()}
 
 
 # --- shape ------------------------------------------------------------------------------------
 
-def test_one_target_per_build(plan: planning.Plan, options: bake.Options):
+def test_one_target_per_build(plan: types.Plan, options: bake.Options):
     definition = bake.definition(plan, options)
     assert list(definition["target"]) == list(plan.builds)
     assert definition["group"]["default"]["targets"] == list(plan.builds)
@@ -63,7 +63,7 @@ def test_one_target_per_build(plan: planning.Plan, options: bake.Options):
     json.dumps(definition)  # bake reads it as JSON
 
 
-def test_dependencies_are_their_export_folders(plan: planning.Plan, options: bake.Options):
+def test_dependencies_are_their_export_folders(plan: types.Plan, options: bake.Options):
     by = targets_by_component(plan, bake.definition(plan, options))
     targets = plan.cell_targets[plan.cells[0].id]
     app = by["app"]["contexts"]
@@ -75,14 +75,14 @@ def test_dependencies_are_their_export_folders(plan: planning.Plan, options: bak
     assert not [k for k in by["llvm"]["contexts"] if k.startswith("dep")]
 
 
-def test_source_contexts(plan: planning.Plan, options: bake.Options):
+def test_source_contexts(plan: types.Plan, options: bake.Options):
     by = targets_by_component(plan, bake.definition(plan, options))
     assert by["fly"]["contexts"]["src"] == str(options.sources / f"fly-git-{PIN_B[:16]}")
     assert by["msg"]["contexts"]["src"] == str(options.sources / f"msg-1.1.0-{SHA256[:12]}")
     assert "src" not in by["torch"]["contexts"]  # wheels from an index: nothing to fetch
 
 
-def test_outputs(plan: planning.Plan, options: bake.Options):
+def test_outputs(plan: types.Plan, options: bake.Options):
     by = targets_by_component(plan, bake.definition(plan, options))
     # every target, a prefix-only one too: its dependents read the export folder
     for name in ("llvm", "fly", "torch", "msg", "app"):
@@ -90,7 +90,7 @@ def test_outputs(plan: planning.Plan, options: bake.Options):
         assert by[name]["output"] == [f"type=local,dest={options.exports / target}"]
 
 
-def test_args_and_spec(plan: planning.Plan, options: bake.Options):
+def test_args_and_spec(plan: types.Plan, options: bake.Options):
     by = targets_by_component(plan, bake.definition(plan, options))
     args = by["torch"]["args"]
     assert args["BUILD_IMAGE"] == "example.invalid/build:1"
@@ -104,7 +104,7 @@ def test_args_and_spec(plan: planning.Plan, options: bake.Options):
         "env"] == {"ARCH": "gfx942"}
 
 
-def test_bake_interpolation_is_escaped(plan: planning.Plan, options: bake.Options):
+def test_bake_interpolation_is_escaped(plan: types.Plan, options: bake.Options):
     definition = bake.definition(plan, options)
     by = targets_by_component(plan, definition)
     spec_text = by["fly"]["args"]["SPEC"]
@@ -122,13 +122,13 @@ def test_escape():
 
 # --- MAX_JOBS: computed on the builder, kept out of every cache key ---------------------------
 
-def test_max_jobs_is_no_build_arg(plan: planning.Plan, options: bake.Options):
+def test_max_jobs_is_no_build_arg(plan: types.Plan, options: bake.Options):
     for target in bake.definition(plan, options)["target"].values():
         assert "MAX_JOBS" not in target["args"]
         assert target["secret"][-1] == f"id=build-jobs,env={bake.JOBS_SECRET_ENV}"
 
 
-def test_the_client_cannot_change_the_definition(plan: planning.Plan, tmp_path: Path):
+def test_the_client_cannot_change_the_definition(plan: types.Plan, tmp_path: Path):
     """--max-jobs reaches the builder as a secret only."""
     one = bake.Options(sources=tmp_path, exports=tmp_path, max_jobs=1)
     many = bake.Options(sources=tmp_path, exports=tmp_path, max_jobs=64)
@@ -136,7 +136,7 @@ def test_the_client_cannot_change_the_definition(plan: planning.Plan, tmp_path: 
     assert json.loads(bake.jobs_secret(many)[bake.JOBS_SECRET_ENV])["max_jobs"] == 64
 
 
-def test_one_target_per_bake_in_dependency_order(plan: planning.Plan, options: bake.Options):
+def test_one_target_per_bake_in_dependency_order(plan: types.Plan, options: bake.Options):
     # llvm, torch, msg have no dependencies (level 0); fly (1); app (2)
     assert [len(w) for w in bake.waves(plan)] == [3, 1, 1]
     assert bake.batches(plan) == [[t] for w in bake.waves(plan) for t in w]
@@ -146,7 +146,7 @@ def test_one_target_per_bake_in_dependency_order(plan: planning.Plan, options: b
 
 # --- secrets ----------------------------------------------------------------------------------
 
-def test_secrets_are_references_only(plan: planning.Plan, tmp_path: Path,
+def test_secrets_are_references_only(plan: types.Plan, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch):
     ca = tmp_path / "ca.pem"
     ca.write_text(CA_CONTENT)
@@ -163,7 +163,7 @@ def test_secrets_are_references_only(plan: planning.Plan, tmp_path: Path,
     assert "s3cr3t-token" not in text
 
 
-def test_no_secrets_only_the_build_jobs_secret(plan: planning.Plan, options: bake.Options):
+def test_no_secrets_only_the_build_jobs_secret(plan: types.Plan, options: bake.Options):
     for target in bake.definition(plan, options)["target"].values():
         assert target["secret"] == [f"id=build-jobs,env={bake.JOBS_SECRET_ENV}"]
 
@@ -191,7 +191,7 @@ def test_cache_ref_refuses(spec: str):
                                  f"type=local,dest=...|src=...")
 
 
-def test_cache_per_key_exact_and_per_cell_fallback(plan: planning.Plan, tmp_path: Path):
+def test_cache_per_key_exact_and_per_cell_fallback(plan: types.Plan, tmp_path: Path):
     options = bake.Options(sources=tmp_path, exports=tmp_path,
                            cache_from=("type=registry,ref=reg.example.invalid/cache",),
                            cache_to=("type=local,dest=/c",))
@@ -205,7 +205,7 @@ def test_cache_per_key_exact_and_per_cell_fallback(plan: planning.Plan, tmp_path
                                      f"type=local,dest=/c/{fallback}"]
 
 
-def test_cache_registry_option(plan: planning.Plan, tmp_path: Path):
+def test_cache_registry_option(plan: types.Plan, tmp_path: Path):
     options = bake.with_cache_registry(bake.Options(sources=tmp_path, exports=tmp_path),
                                        "127.0.0.1:5000/team/cache")
     by = targets_by_component(plan, bake.definition(plan, options))

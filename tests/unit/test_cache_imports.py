@@ -13,16 +13,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wheelforge import bake
-from wheelforge import plan as planning
+from wheelforge.build import bake
+from wheelforge.core import types
+from wheelforge.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = "type=registry,ref=127.0.0.1:5000/wheelforge/cache"
 
 
-def demo_plan() -> planning.Plan:
-    return planning.make_plan(planning.Inputs(recipes_dir=ROOT / "demo" / "recipes"),
-                              channel="stable", cells_glob="*-x86-64-v2-*")
+def demo_plan() -> types.Plan:
+    return make_plan(types.Inputs(recipes_dir=ROOT / "demo" / "recipes"),
+                     channel="stable", cells_glob="*-x86-64-v2-*")
 
 
 def test_each_wave_needs_only_the_waves_before_it():

@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from wheelforge import buildreads, contract, upstream
+from wheelforge.contract import (
+    STANDARD_PREFIXES,
+    STANDARD_VARIABLES,
+    _grep_exclude,
+    _pip_installs,
+    _words,
+    upstream,
+)
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -94,7 +101,7 @@ if "MEMBERSHIP" in os.environ:
 f = os.environ.pop("POPPED", None)
 g = {"NOT_A_READ": 1}
 """
-    assert buildreads.python_env_reads([text]) == {
+    assert upstream.python_env_reads([text]) == {
         "SUBSCRIPT", "DOT_GET", "GETENV", "BARE_GETENV", "SET_DEFAULT", "BARE_ENVIRON",
         "MEMBERSHIP", "POPPED"}
 
@@ -102,22 +109,22 @@ g = {"NOT_A_READ": 1}
 def test_python_env_reads_through_a_helper_function_in_another_file():
     helper = "import os\ndef flag(name, default=''):\n    return os.getenv(name, default)\n"
     user = "from helpers import flag\nif flag('USE_THING'):\n    pass\nprint('NOT_READ')\n"
-    assert buildreads.python_env_reads([helper, user]) == {"USE_THING"}
+    assert upstream.python_env_reads([helper, user]) == {"USE_THING"}
 
 
 def test_python_that_does_not_parse_reads_nothing():
-    assert buildreads.python_env_reads(["print 'python 2'\nos.environ['X']\n"]) == set()
+    assert upstream.python_env_reads(["print 'python 2'\nos.environ['X']\n"]) == set()
 
 
 def test_cmake_env_reads():
     text = ('if(DEFINED ENV{ROCM_PATH})\n  set(R $ENV{ROCM_PATH})\nendif()\n'
             'set(A "$ENV{MORI_GPU_ARCHS}")\n# $ENV{IN_A_COMMENT}\n')
-    assert buildreads.cmake_env_reads(text) == {"ROCM_PATH", "MORI_GPU_ARCHS"}
+    assert upstream.cmake_env_reads(text) == {"ROCM_PATH", "MORI_GPU_ARCHS"}
 
 
 def test_shell_env_reads():
     text = 'cmake -DX="${MLIR_PATH}" $EXTRA_FLAGS ${JOBS:-4}\n# $COMMENTED\necho "$1"\n'
-    assert buildreads.shell_env_reads(text) == {"MLIR_PATH", "EXTRA_FLAGS", "JOBS"}
+    assert upstream.shell_env_reads(text) == {"MLIR_PATH", "EXTRA_FLAGS", "JOBS"}
 
 
 def test_build_files_follow_setup_py_imports_and_named_scripts(tmp_path):
@@ -132,12 +139,12 @@ def test_build_files_follow_setup_py_imports_and_named_scripts(tmp_path):
         "scripts/helper.sh": "echo ${HELPER_VAR}\n",
         "CMakeLists.txt": "message($ENV{CMAKE_READ_VAR})\n",
     })
-    files = buildreads.build_files(tree, ["scripts/build.sh"])
+    files = upstream.build_files(tree, ["scripts/build.sh"])
     assert files.python == ("pkg/jit/__init__.py", "pkg/jit/core.py", "pkg/jit/utils.py",
                             "setup.py")
     assert files.shell == ("scripts/build.sh", "scripts/helper.sh")
     assert files.cmake == ("CMakeLists.txt",)
-    reads = buildreads.env_reads(tree, files)
+    reads = upstream.env_reads(tree, files)
     assert {"CORE_VAR", "UTILS_VAR", "SCRIPT_VAR", "HELPER_VAR", "CMAKE_READ_VAR"} <= reads
     assert "UNRELATED_VAR" not in reads
 
@@ -161,20 +168,20 @@ def test_requirements_file_follows_includes_and_excludes(tmp_path):
 
 
 def test_pip_install_words():
-    words = contract._words('pip install /deps/wheels/pkgconfig-*.whl "setuptools>=45" '
-                            '-r requirements.txt --index-url X wheel && echo done')
-    assert [found[:2] for found in contract._pip_installs(words)] == [
+    words = _words('pip install /deps/wheels/pkgconfig-*.whl "setuptools>=45" '
+                   '-r requirements.txt --index-url X wheel && echo done')
+    assert [found[:2] for found in _pip_installs(words)] == [
         ("pkgconfig", None), ("setuptools", None), ("", "requirements.txt"), ("wheel", None)]
-    assert contract._pip_installs(words)[1][2] == "setuptools>=45"
+    assert _pip_installs(words)[1][2] == "setuptools>=45"
 
 
 def test_grep_exclude():
-    words = contract._words("grep -v -E '^(torch|triton)' requirements-build.txt > /tmp/r.txt")
-    pattern = contract._grep_exclude(words)
+    words = _words("grep -v -E '^(torch|triton)' requirements-build.txt > /tmp/r.txt")
+    pattern = _grep_exclude(words)
     assert pattern.search("torch>=2") and not pattern.search("ninja")
 
 
 def test_standard_variables_are_not_warned():
-    assert {"CFLAGS", "MAX_JOBS", "PKG_CONFIG_PATH"} <= contract.STANDARD_VARIABLES
-    assert "CMAKE_BUILD_TYPE".startswith(contract.STANDARD_PREFIXES)
-    assert "SETUPTOOLS_SCM_PRETEND_VERSION_FOR_LZ4".startswith(contract.STANDARD_PREFIXES)
+    assert {"CFLAGS", "MAX_JOBS", "PKG_CONFIG_PATH"} <= STANDARD_VARIABLES
+    assert "CMAKE_BUILD_TYPE".startswith(STANDARD_PREFIXES)
+    assert "SETUPTOOLS_SCM_PRETEND_VERSION_FOR_LZ4".startswith(STANDARD_PREFIXES)

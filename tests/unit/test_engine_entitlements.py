@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wheelforge import bake, engine
-from wheelforge import plan as planning
+from wheelforge.build import _is_build_step, bake
+from wheelforge.core import engine, types
+from wheelforge.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +35,8 @@ def test_each_local_path_is_granted_by_name_and_nothing_else() -> None:
 
 
 def test_the_demo_plan_asks_for_its_folders_only(tmp_path: Path) -> None:
-    p = planning.make_plan(planning.Inputs(recipes_dir=ROOT / "demo" / "recipes"),
-                           channel="stable", cells_glob=None)
+    p = make_plan(types.Inputs(recipes_dir=ROOT / "demo" / "recipes"),
+                  channel="stable", cells_glob=None)
     options = bake.Options(sources=tmp_path / "src", exports=tmp_path / "exports")
     flags = engine.fs_entitlements(bake.definition(p, options))
     assert f"--allow=fs.read={ROOT}" in flags
@@ -51,7 +52,6 @@ def test_a_shared_dependency_step_is_named_by_itself_not_by_who_reported_it() ->
     import io
     import json
 
-    from wheelforge import wheels
 
     run = 'RUN --mount=type=bind,from=src,target=/src python3 build-component build'
     events = [
@@ -67,7 +67,7 @@ def test_a_shared_dependency_step_is_named_by_itself_not_by_who_reported_it() ->
     vertices = engine._read_rawjson(stream, lambda v: None, prefixes=["lz4-b2", "liblz4-a1"])
     assert vertices["sha256:dep"].name == f'[build 1/1] {run} "liblz4-a1"'
     assert vertices["sha256:img"].name == "resolve image config"
-    steps = [v.digest for v in vertices.values() if wheels._is_build_step(v, "lz4-b2")]
+    steps = [v.digest for v in vertices.values() if _is_build_step(v, "lz4-b2")]
     assert steps == ["sha256:own"]
     assert vertices["sha256:dep"].cached  # once reported cached, it stays so
 

@@ -21,8 +21,10 @@ from tests.unit.conftest import (
     make_repo,
     write_set,
 )
-from wheelforge import gitrefs
-from wheelforge.errors import UserError
+from wheelforge.core import types
+from wheelforge.core.terminal import UserError
+from wheelforge.plan import fetch
+from wheelforge.recipes import matrix
 
 URL = "https://example.invalid/app.git"
 
@@ -41,8 +43,8 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
-def mirror_rule(tmp_path: Path) -> gitrefs.Rewrites:
-    return gitrefs.parse_rewrites([f"file://{tmp_path}/git/=https://example.invalid/"])
+def mirror_rule(tmp_path: Path) -> types.Rewrites:
+    return matrix.parse_rewrites([f"file://{tmp_path}/git/=https://example.invalid/"])
 
 
 # --- rewrite / parse_rewrites ------------------------------------------------------------
@@ -54,40 +56,40 @@ def mirror_rule(tmp_path: Path) -> gitrefs.Rewrites:
     ("https://github.com/ROCmX/z.git", "file:///mirrors/github/ROCmX/z.git"),
 ])
 def test_rewrite_longest_prefix_wins(url: str, expected: str):
-    rules = gitrefs.parse_rewrites([
+    rules = matrix.parse_rewrites([
         "file:///mirrors/github/=https://github.com/",
         "file:///mirrors/rocm/=https://github.com/ROCm/",
     ])
-    assert gitrefs.rewrite(url, rules) == expected
-    assert gitrefs.rewrite(url, tuple(reversed(rules))) == expected  # order does not matter
+    assert fetch.rewrite(url, rules) == expected
+    assert fetch.rewrite(url, tuple(reversed(rules))) == expected  # order does not matter
 
 
 def test_rewrite_without_rules_is_identity():
-    assert gitrefs.rewrite(URL, ()) == URL
+    assert fetch.rewrite(URL, ()) == URL
 
 
 def test_parse_rewrites_splits_at_the_first_equals_sign():
-    assert gitrefs.parse_rewrites(["file:///m/=https://x/?a=b"]) == (
+    assert matrix.parse_rewrites(["file:///m/=https://x/?a=b"]) == (
         ("file:///m/", "https://x/?a=b"),)
 
 
 @pytest.mark.parametrize("item", ["file:///m/", "=https://github.com/", "file:///m/=", ""])
 def test_parse_rewrites_refuses(item: str):
     with pytest.raises(UserError) as caught:
-        gitrefs.parse_rewrites(["file:///ok/=https://ok/", item])
+        matrix.parse_rewrites(["file:///ok/=https://ok/", item])
     assert str(caught.value) == (f"--git-rewrite {item!r}: write MIRROR=ORIGINAL, e.g. "
                                  f"file:///srv/mirrors/=https://github.com/")
 
 
 def test_parse_rewrites_names_its_origin():
     with pytest.raises(UserError) as caught:
-        gitrefs.parse_rewrites(["nope"], origin="recipes/matrix.yaml: git_rewrites:")
+        matrix.parse_rewrites(["nope"], origin="recipes/matrix.yaml: git_rewrites:")
     assert str(caught.value).startswith("recipes/matrix.yaml: git_rewrites: 'nope': ")
 
 
 def test_git_config_args_hand_the_rules_to_git():
-    rules = gitrefs.parse_rewrites(["file:///m/=https://github.com/"])
-    args = gitrefs.git_config_args(rules)
+    rules = matrix.parse_rewrites(["file:///m/=https://github.com/"])
+    args = fetch.git_config_args(rules)
     assert args[-2:] == ["-c", "url.file:///m/.insteadOf=https://github.com/"]
 
 
@@ -95,12 +97,12 @@ def test_git_config_args_hand_the_rules_to_git():
 
 def test_resolve_branch_gives_the_head_commit(repo: Path):
     head = git("rev-parse", "HEAD", cwd=repo)
-    assert gitrefs.resolve_branch(f"file://{repo}", "main", rules=(), who="t") == head
+    assert fetch.resolve_branch(f"file://{repo}", "main", rules=(), who="t") == head
 
 
 def test_resolve_branch_through_a_rewrite(repo: Path, tmp_path: Path):
     head = git("rev-parse", "HEAD", cwd=repo)
-    assert gitrefs.resolve_branch(URL, "main", rules=mirror_rule(tmp_path), who="t") == head
+    assert fetch.resolve_branch(URL, "main", rules=mirror_rule(tmp_path), who="t") == head
 
 
 def test_resolve_annotated_tag_gives_the_commit_not_the_tag_object(repo: Path):
@@ -108,20 +110,20 @@ def test_resolve_annotated_tag_gives_the_commit_not_the_tag_object(repo: Path):
     commit_file(repo, "later", "2\n")  # the tag stays on the first commit
     tag_object = git("rev-parse", "v1.0", cwd=repo)
     assert tag_object != first
-    assert gitrefs.resolve_branch(f"file://{repo}", "v1.0", rules=(), who="t") == first
-    assert gitrefs.resolve_branch(f"file://{repo}", "v1.0-light", rules=(), who="t") == first
+    assert fetch.resolve_branch(f"file://{repo}", "v1.0", rules=(), who="t") == first
+    assert fetch.resolve_branch(f"file://{repo}", "v1.0-light", rules=(), who="t") == first
 
 
 def test_resolve_branch_follows_new_commits(repo: Path):
-    before = gitrefs.resolve_branch(f"file://{repo}", "main", rules=(), who="t")
+    before = fetch.resolve_branch(f"file://{repo}", "main", rules=(), who="t")
     after_commit = commit_file(repo, "next", "2\n")
-    after = gitrefs.resolve_branch(f"file://{repo}", "main", rules=(), who="t")
+    after = fetch.resolve_branch(f"file://{repo}", "main", rules=(), who="t")
     assert after == after_commit != before
 
 
 def test_resolve_missing_branch(repo: Path):
     with pytest.raises(UserError) as caught:
-        gitrefs.resolve_branch(f"file://{repo}", "develop", rules=(), who="recipes/app.yaml: app")
+        fetch.resolve_branch(f"file://{repo}", "develop", rules=(), who="recipes/app.yaml: app")
     assert str(caught.value) == (f"recipes/app.yaml: app: branch 'develop' not found at "
                                  f"file://{repo}; check the branch name in the recipe")
 
@@ -129,7 +131,7 @@ def test_resolve_missing_branch(repo: Path):
 def test_resolve_unreachable_repository(tmp_path: Path):
     missing = f"file://{tmp_path}/nothing.git"
     with pytest.raises(UserError) as caught:
-        gitrefs.resolve_branch(missing, "main", rules=(), who="recipes/app.yaml: app")
+        fetch.resolve_branch(missing, "main", rules=(), who="recipes/app.yaml: app")
     text = str(caught.value)
     assert "\n" not in text
     assert text.startswith(f"recipes/app.yaml: app: cannot resolve branch 'main' at {missing} (")
@@ -160,7 +162,7 @@ def test_stable_plan_uses_the_pin_and_no_git(app_set: Path, monkeypatch: pytest.
     def no_git(*args, **kwargs):
         raise AssertionError("the stable channel must not run git")
 
-    monkeypatch.setattr(gitrefs, "run_git", no_git)
+    monkeypatch.setattr(fetch, "run_git", no_git)
     (build,) = make_plan(app_set, channel="stable").builds.values()
     assert build.source.commit == PIN_A
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge import audit, gpucode, gputargets
+from wheelforge.audit import elf, gpu, gpucode
 
 try:
     import zstandard
@@ -167,11 +167,11 @@ def test_unknown_mach_is_a_problem_not_a_guess() -> None:
 
 
 def test_generic_targets_cover_their_processors() -> None:
-    assert gputargets.covers("gfx9-4-generic:xnack-", "gfx942")
-    assert gputargets.covers("gfx9-4-generic", "gfx950")
-    assert not gputargets.covers("gfx9-4-generic", "gfx90a")
-    assert gputargets.covers("gfx942:sramecc+:xnack-", "gfx942")
-    assert not gputargets.covers("gfx942", "gfx950")
+    assert gpucode.covers("gfx9-4-generic:xnack-", "gfx942")
+    assert gpucode.covers("gfx9-4-generic", "gfx950")
+    assert not gpucode.covers("gfx9-4-generic", "gfx90a")
+    assert gpucode.covers("gfx942:sramecc+:xnack-", "gfx942")
+    assert not gpucode.covers("gfx942", "gfx950")
 
 
 # --- bundles ------------------------------------------------------------------------------
@@ -208,8 +208,8 @@ def test_zstd_without_a_decompressor_is_reported_not_guessed(monkeypatch) -> Non
 def test_only_the_header_of_a_large_compressed_bundle_is_decompressed() -> None:
     plain = bundle([HIP + "gfx942"]) + bytes(64 << 20)  # 64 MiB of code after the header
     data = ccob(plain)
-    prefix = gpucode._Prefix(gpucode.Window(gpucode.FileSource(io.BytesIO(data), len(data)),
-                                            32, len(data) - 32), 0)
+    prefix = gpucode._Prefix(elf.Window(gpucode.FileSource(io.BytesIO(data), len(data)),
+                                        32, len(data) - 32), 0)
     ids, _ = gpucode.bundle_ids(prefix)
     assert ids == [HIP + "gfx942"]
     assert len(prefix.buf) < 1 << 20
@@ -280,7 +280,7 @@ def test_audit_finds_the_bundle_missing_an_arch_and_counts_the_partial_kernel(
         "demo/generic.co": code_object(0x0100055F, abiversion=4),
         "demo/__init__.py": b"# __CLANG_OFFLOAD_BUNDLE__\n",
     })
-    result = audit.audit_paths([wheel], ("gfx942", "gfx950"))
+    result = gpu.audit_paths([wheel], ("gfx942", "gfx950"))
     # demo/hsa has kernels for both archs: the gfx942-only kernel is counted, not failed
     assert result.findings == [
         "demo-1.0-py3-none-any.whl: demo/lib.so: bundle 2: missing gfx950"]
@@ -290,14 +290,14 @@ def test_audit_finds_the_bundle_missing_an_arch_and_counts_the_partial_kernel(
     assert (targets["files"], targets["bundles"], targets["kernels"]) == (5, 3, 3)
     assert targets["archs"]["gfx950"] == {"bundles": 2, "kernels": 2}
     assert targets["archs"]["gfx942"] == {"bundles": 3, "kernels": 3}
-    assert audit.main([str(wheel), "--archs", "gfx942,gfx950"]) == 1
-    assert audit.main([str(wheel), "--archs", "gfx942"]) == 0
+    assert gpu.main([str(wheel), "--archs", "gfx942,gfx950"]) == 1
+    assert gpu.main([str(wheel), "--archs", "gfx942"]) == 0
 
 
 def test_kernel_in_the_wrong_arch_folder_is_a_finding(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "w-1-py3-none-any.whl",
                        {"hsa/gfx942/k.co": code_object(0x54F)})
-    assert audit.audit_paths([wheel]).findings == [
+    assert gpu.audit_paths([wheel]).findings == [
         "w-1-py3-none-any.whl: hsa/gfx942/k.co is in folder gfx942 but holds gfx950"]
 
 
@@ -306,7 +306,7 @@ def test_wheel_set_is_judged_against_its_manifest_archs(tmp_path: Path, capsys) 
     cell.mkdir()
     (cell / "manifest.json").write_text('{"archs": ["gfx942", "gfx950"], "components": {}}')
     make_wheel(cell / "a-1-py3-none-any.whl", {"a/k.co": code_object(0x54C)})
-    assert audit.main([str(cell)]) == 1
+    assert gpu.main([str(cell)]) == 1
     out = capsys.readouterr().out
     assert (f"{cell.name}/a-1-py3-none-any.whl: no code for gfx950 (its GPU code is for "
             "gfx942 only)") in out
@@ -314,6 +314,6 @@ def test_wheel_set_is_judged_against_its_manifest_archs(tmp_path: Path, capsys) 
 
 
 def test_missing_path_is_one_line_error(tmp_path: Path, capsys) -> None:
-    assert audit.main([str(tmp_path / "nope.whl")]) == 2
+    assert gpu.main([str(tmp_path / "nope.whl")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such file or folder" in err

@@ -8,7 +8,7 @@ import random
 import struct
 
 from tests.unit.test_gpucode import samples
-from wheelforge import gpucode
+from wheelforge.audit import gpucode
 
 MUTATIONS = 3000
 BUG_TYPES = ("IndexError", "KeyError", "TypeError", "AttributeError", "NameError",

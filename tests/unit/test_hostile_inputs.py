@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.unit.conftest import ROOT, git, git_recipe, make_repo, run_invoke, write_set
-from wheelforge import checkout_lock, gitrefs, tags
-from wheelforge import plan as planning
-from wheelforge.errors import UserError
-from wheelforge.selection import glob_match
+from wheelforge.build import held
+from wheelforge.core import types
+from wheelforge.core.terminal import UserError
+from wheelforge.plan import fetch, make_plan
+from wheelforge.publish import tags
+from wheelforge.recipes import load, yamlschema
+from wheelforge.recipes.matrix import glob_match, parse_rewrites, select
 
 HOSTILE = Path(__file__).parent / "hostile"
 CELLS = json.loads((HOSTILE / "cells.json").read_text())
@@ -30,7 +33,7 @@ REWRITES = json.loads((HOSTILE / "rewrites.json").read_text())
 
 @pytest.fixture(scope="module")
 def production():
-    return planning.load(planning.Inputs())[0]
+    return load(types.Inputs())[0]
 
 
 # --- --cells -------------------------------------------------------------------------------
@@ -38,7 +41,7 @@ def production():
 @pytest.mark.parametrize(("pattern", "message"), CELLS, ids=range(len(CELLS)))
 def test_hostile_cell_selections(production, pattern: str, message: str):
     with pytest.raises(UserError) as caught:
-        production.select(pattern, "stable")
+        select(production, pattern, "stable")
     assert str(caught.value) == message
 
 
@@ -82,7 +85,7 @@ def test_registry_hosts_accepted(host: str):
 @pytest.mark.parametrize(("item", "part"), REWRITES, ids=range(len(REWRITES)))
 def test_hostile_rewrites(item: str, part: str):
     with pytest.raises(UserError) as caught:
-        gitrefs.parse_rewrites([item])
+        parse_rewrites([item])
     assert str(caught.value) == (
         f"--git-rewrite {item!r}: {part} is not an https, http, ssh, git or file URL (other "
         f"transports are refused, no part may start with '-'); fix it")
@@ -134,21 +137,21 @@ def superproject(tmp_path: Path) -> tuple[Path, Path]:
     return mirror, sup
 
 
-def fetch_with_submodules(url: str, dest: Path, rules: gitrefs.Rewrites):
+def fetch_with_submodules(url: str, dest: Path, rules: types.Rewrites):
     dest.mkdir()
     for args in (["init", "-q"], ["remote", "add", "--", "origin", url],
                  ["fetch", "-q", "origin", "main"], ["checkout", "-q", "FETCH_HEAD"]):
-        proc = gitrefs.run_git(args, rules=rules, cwd=str(dest))
+        proc = fetch.run_git(args, rules=rules, cwd=str(dest))
         assert proc.returncode == 0, proc.stderr
-    return gitrefs.run_git(["submodule", "update", "--init", "--recursive", "--depth", "1"],
-                           rules=rules, cwd=str(dest))
+    return fetch.run_git(["submodule", "update", "--init", "--recursive", "--depth", "1"],
+                         rules=rules, cwd=str(dest))
 
 
 def test_submodule_through_a_configured_file_mirror_is_fetched(superproject, tmp_path,
                                                                monkeypatch):
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
     mirror, _ = superproject
-    rules = gitrefs.parse_rewrites([f"file://{mirror}/=https://example.invalid/"])
+    rules = parse_rewrites([f"file://{mirror}/=https://example.invalid/"])
     proc = fetch_with_submodules("https://example.invalid/super.git", tmp_path / "w", rules)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "w" / "sub" / "README").read_text() == "first\n"
@@ -162,18 +165,18 @@ def test_submodule_with_a_local_url_of_its_own_is_refused(superproject, tmp_path
         f'[submodule "sub"]\n\tpath = sub\n\turl = file://{mirror}/sub.git\n')
     git("add", ".gitmodules", cwd=sup)
     git("commit", "-q", "-m", "local submodule url", cwd=sup)
-    rules = gitrefs.parse_rewrites([f"file://{mirror}/=https://example.invalid/"])
+    rules = parse_rewrites([f"file://{mirror}/=https://example.invalid/"])
     proc = fetch_with_submodules("https://example.invalid/super.git", tmp_path / "w", rules)
     assert proc.returncode != 0
     assert "transport 'file' not allowed" in proc.stderr
 
 
 def test_file_protocol_is_not_passed_by_default():
-    rules = gitrefs.parse_rewrites(["file:///m/=https://github.com/"])
-    assert "protocol.file.allow=always" not in gitrefs.git_config_args(rules)
-    assert gitrefs.file_mirror("https://github.com/a/b.git", rules)
-    assert not gitrefs.file_mirror("https://github.com/../../etc/x", rules)
-    assert not gitrefs.file_mirror("https://gitlab.com/a/b.git", rules)
+    rules = parse_rewrites(["file:///m/=https://github.com/"])
+    assert "protocol.file.allow=always" not in fetch.git_config_args(rules)
+    assert fetch.file_mirror("https://github.com/a/b.git", rules)
+    assert not fetch.file_mirror("https://github.com/../../etc/x", rules)
+    assert not fetch.file_mirror("https://gitlab.com/a/b.git", rules)
 
 
 # --- one build per checkout --------------------------------------------------------------------
@@ -182,13 +185,13 @@ def test_second_holder_of_the_checkout_lock_is_refused_naming_the_first(tmp_path
     lock = tmp_path / ".cache" / "wheels.lock"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
-         "from wheelforge import checkout_lock\n"
-         f"with checkout_lock.held(Path({str(lock)!r})):\n"
+         "from wheelforge.build import held\n"
+         f"with held(Path({str(lock)!r})):\n"
          "    print('held', flush=True)\n    sys.stdin.read()\n"],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
-        with pytest.raises(UserError) as caught, checkout_lock.held(lock):
+        with pytest.raises(UserError) as caught, held(lock):
             pass
         assert str(caught.value) == (f"invoke wheels: another build is running in this "
                                      f"checkout (pid {holder.pid}, holding {lock}); wait for "
@@ -196,7 +199,7 @@ def test_second_holder_of_the_checkout_lock_is_refused_naming_the_first(tmp_path
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
-    with checkout_lock.held(lock):  # released when its holder exits
+    with held(lock):  # released when its holder exits
         assert lock.read_text() == f"{os.getpid()}\n"
 
 
@@ -217,12 +220,10 @@ def test_an_alias_bomb_in_a_field_nothing_reads_is_refused_naming_its_line(tmp_p
 
 
 def test_an_unquoted_date_is_the_text_it_reads_as(tmp_path: Path):
-    from wheelforge import yamlsource
-
     path = tmp_path / "app.yaml"
     path.write_text("source:\n  tag: 2024-01-01\n  when: 2024-01-01T10:00:00\n")
-    assert yamlsource.load(path)["source"] == {"tag": "2024-01-01",
-                                                "when": "2024-01-01T10:00:00"}
+    assert yamlschema.load(path)["source"] == {"tag": "2024-01-01",
+                                               "when": "2024-01-01T10:00:00"}
 
 
 # --- --src: a local checkout that cannot be read ----------------------------------------------
@@ -237,7 +238,7 @@ def test_src_that_is_no_folder_is_one_line(tmp_path: Path, make, problem: str):
     given = tmp_path / "checkout"
     make(given)
     with pytest.raises(UserError) as caught:
-        planning.make_plan(planning.Inputs(recipes_dir=directory,
-                                           src_overrides={"app": given}), channel="stable",
-                           cells_glob=None)
+        make_plan(types.Inputs(recipes_dir=directory,
+                               src_overrides={"app": given}), channel="stable",
+                  cells_glob=None)
     assert str(caught.value) == f"--src app={given}: {problem}; give the folder of a checkout"

@@ -1,4 +1,4 @@
-"""The wheel-set check (docker/wheelset-check.py, also loaded by wheelforge/wheelset.py).
+"""The wheel-set check (docker/wheelset-check.py, also loaded by wheelforge/core/wheelset.py).
 
 Real wheels (zip files with a RECORD) are written here, then spoiled one way each:
 a zip-slip member, an absolute path, a truncated file, a wrong RECORD hash, a member
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.conftest import ROOT
-from wheelforge import wheelset
-from wheelforge.errors import UserError
+from wheelforge.core import wheelset
+from wheelforge.core.terminal import UserError
 
 SCRIPT = ROOT / "docker" / "wheelset-check.py"
 RECORD_SCRIPT = ROOT / "docker" / "record-check.py"
@@ -59,7 +59,7 @@ def make_set(folder: Path, wheel_name: str = NAME, **wheel_args) -> Path:
         "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(), "size": 1}
     (folder / "manifest.json").write_text(json.dumps(
         {"cell": "stable-x", "components": {"app": {"wheels": [entry], "runtime": True,
-                                                   "imports": ["app"]}},
+                                                    "imports": ["app"]}},
          "runtime_deps": []}))
     return folder
 

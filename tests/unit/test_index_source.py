@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
+import wheelforge.recipes
 from tests.unit.conftest import ROOT, small_matrix, write_set
 from tests.unit.conftest import make_plan as plan_of
-from wheelforge import bake, indexsource
-from wheelforge import plan as planning
-from wheelforge.errors import UserError
-from wheelforge.recipes import IndexSource
+from wheelforge.build import bake
+from wheelforge.core import types
+from wheelforge.core.terminal import UserError
+from wheelforge.core.types import IndexSource
+from wheelforge.recipes import component
+from wheelforge.recipes.component import load_recipe
 
 WHL = "vendor_pkg-1.2.0-cp312-cp312-manylinux_2_28_x86_64.whl"
 HEX = "ab" * 32
@@ -26,11 +29,11 @@ def vendor(source: dict[str, Any]) -> dict[str, Any]:
             "outputs": {"wheels": ["vendor-pkg"]}}
 
 
-def load(tmp_path: Path, source: dict[str, Any]) -> planning.Plan:
+def load(tmp_path: Path, source: dict[str, Any]) -> types.Plan:
     return plan_of(write_set(tmp_path / "r", {"vendor": vendor(source)}, small_matrix()))
 
 
-def build_of(p: planning.Plan) -> planning.Build:
+def build_of(p: types.Plan) -> types.Build:
     return next(iter(p.builds.values()))
 
 
@@ -69,8 +72,6 @@ def test_the_sha256_map_is_loaded_and_in_the_key(tmp_path):
 
 
 def test_recipe_object(tmp_path):
-    from wheelforge.recipes import load_recipe
-
     path = tmp_path / "vendor.yaml"
     write_set(tmp_path, {"vendor": vendor({"packages": ["vendor-pkg==1.2.0"],
                                            "sha256": {WHL: HEX}})}, small_matrix())
@@ -114,15 +115,15 @@ def test_verify_accepts_listed_matching_wheels(tmp_path):
     whl = tmp_path / WHL
     whl.write_bytes(b"the vendor's wheel")
     digest = hashlib.sha256(b"the vendor's wheel").hexdigest()
-    indexsource.verify("vendor", "r/vendor.yaml", ((WHL, digest),), [whl])
-    indexsource.verify("vendor", "r/vendor.yaml", (), [whl])  # no map: nothing to check
+    component.verify_index_wheels("vendor", "r/vendor.yaml", ((WHL, digest),), [whl])
+    component.verify_index_wheels("vendor", "r/vendor.yaml", (), [whl])  # no map: nothing to check
 
 
 def test_verify_refuses_a_changed_wheel_in_one_line(tmp_path):
     whl = tmp_path / WHL
     whl.write_bytes(b"another file under the same name")
     with pytest.raises(UserError) as exc:
-        indexsource.verify("vendor", "r/vendor.yaml", ((WHL, HEX),), [whl])
+        component.verify_index_wheels("vendor", "r/vendor.yaml", ((WHL, HEX),), [whl])
     actual = hashlib.sha256(b"another file under the same name").hexdigest()
     assert str(exc.value) == (f"r/vendor.yaml: source.sha256: {WHL} has sha256 {actual}, the "
                               f"recipe lists {HEX}; refusing the wheel set (the index served "
@@ -134,22 +135,22 @@ def test_verify_refuses_an_unlisted_wheel(tmp_path):
     other.write_bytes(b"x")
     with pytest.raises(UserError, match=r"produced vendor_pkg-1\.2\.0-cp311-.*which is not "
                                         r"listed \(listed: vendor_pkg-1\.2\.0-cp312"):
-        indexsource.verify("vendor", "r/vendor.yaml", ((WHL, HEX),), [other])
+        component.verify_index_wheels("vendor", "r/vendor.yaml", ((WHL, HEX),), [other])
 
 
 def test_index_page_files_and_hashes():
     page = (f'<a href="../../files/{WHL}#sha256={HEX}">{WHL}</a>\n'
             '<a href="x/vendor_pkg-1.2.0-py3-none-any.whl">vendor_pkg-1.2.0-py3-none-any.whl</a>')
-    assert indexsource._index_files(page) == {WHL: HEX,
-                                              "vendor_pkg-1.2.0-py3-none-any.whl": ""}
+    assert component._index_files(page) == {WHL: HEX,
+                                            "vendor_pkg-1.2.0-py3-none-any.whl": ""}
 
 
 def test_the_alternative_vendor_recipes_plan(tmp_path):
     root = ROOT
-    ins = planning.Inputs(recipe_overrides={
+    ins = types.Inputs(recipe_overrides={
         "flydsl": root / "recipes" / "alt" / "flydsl.pypi.yaml",
         "mori": root / "recipes" / "alt" / "mori.pypi.yaml"})
-    _, recipes = planning.load(ins)
+    _, recipes = wheelforge.recipes.load(ins)
     for name in ("flydsl", "mori"):
         src = recipes[name].source
         assert isinstance(src, IndexSource) and src.url is None and len(src.sha256) == 1

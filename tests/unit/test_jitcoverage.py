@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge import jitcoverage
-from wheelforge.errors import UserError
+from wheelforge.audit import jit
+from wheelforge.core.terminal import UserError
 
 SPEC = {"modules": "pkg/jit/config.json", "prebuilt": "pkg/jit/{module}.so",
         "never": ["*_tune"]}
@@ -33,7 +33,7 @@ def manifest(path: Path, required: bool) -> dict:
 
 def test_listed_prebuilt_never_and_first_use(tmp_path):
     path = wheel(tmp_path, ["module_a", "module_b", "module_b_tune"], {"module_a": b"\x7fELF"})
-    found = jitcoverage.read("pkg", path, SPEC)
+    found = jit.read("pkg", path, SPEC)
     assert found.listed == ("module_a", "module_b", "module_b_tune")
     assert found.never == ("module_b_tune",) and set(found.prebuilt) == {"module_a"}
     assert found.missing(["gfx942"]) == ["module_b"]
@@ -41,17 +41,17 @@ def test_listed_prebuilt_never_and_first_use(tmp_path):
 
 def test_required_coverage_refuses_a_set_that_would_compile(tmp_path, capsys):
     path = wheel(tmp_path, ["module_a", "module_b"], {"module_a": b"\x7fELF"})
-    assert jitcoverage.gate(tmp_path, manifest(path, False))["pkg"]["first_use"] == ["module_b"]
+    assert jit.gate(tmp_path, manifest(path, False))["pkg"]["first_use"] == ["module_b"]
     with pytest.raises(UserError) as err:
-        jitcoverage.gate(tmp_path, manifest(path, True))
+        jit.gate(tmp_path, manifest(path, True))
     assert "1 module(s) would compile at first use (module_b)" in str(err.value)
     assert "\n" not in str(err.value)
     full = wheel(tmp_path / "full", ["module_a"], {"module_a": b"\x7fELF"})
-    assert jitcoverage.gate(tmp_path / "full", manifest(full, True))["pkg"]["first_use"] == []
+    assert jit.gate(tmp_path / "full", manifest(full, True))["pkg"]["first_use"] == []
 
 
 def test_a_missing_module_list_is_a_problem(tmp_path):
     path = tmp_path / "pkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("pkg/__init__.py", "")
-    assert "is not in the wheel" in jitcoverage.read("pkg", path, SPEC).problem
+    assert "is not in the wheel" in jit.read("pkg", path, SPEC).problem

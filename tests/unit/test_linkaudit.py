@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge import ldso, linkaudit
+from wheelforge.audit import links
 
 CC = shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc) on this host: the "
@@ -48,7 +48,7 @@ def put(root: Path, where: str, file: Path) -> None:
 
 
 def lines(whl: Path, root: Path) -> list[str]:
-    result = linkaudit.audit([whl], root)
+    result = links.audit([whl], root)
     return [line.split(": ", 1)[1] for line in result.findings]
 
 
@@ -136,9 +136,9 @@ def test_rpath_is_ignored_when_runpath_is_there(base):
     put(root, "/r1/libdep.so", dep)
     user = cc(build, "user", "int dep(void); int user(void) { return dep(); }", "-ldep",
               libs=build)
-    linker = ldso.Linker(ldso.Fs(root, {"/x/libuser.so": str(user)}))
+    linker = links.Linker(links.Fs(root, {"/x/libuser.so": str(user)}))
     elf = linker.elf("/x/libuser.so")
-    loaded = ldso.Loaded("/x/libuser.so", elf, ["/r1"])  # RPATH /r1, from its loaders
+    loaded = links.Loaded("/x/libuser.so", elf, ["/r1"])  # RPATH /r1, from its loaders
     assert linker.search("libdep.so", loaded) == ("/r1/libdep.so", "RPATH /r1, default dirs (6)")
     elf.runpath = ("/elsewhere",)  # a RUNPATH of its own: no RPATH is searched
     assert linker.search("libdep.so", loaded) == (None, "RUNPATH /elsewhere, default dirs (6)")
@@ -153,7 +153,7 @@ def test_ld_so_conf_includes_are_followed(base):
     (root / "etc" / "ld.so.conf").write_text("# comment\ninclude ld.so.conf.d/*.conf\n")
     (root / "etc" / "ld.so.conf.d" / "extra.conf").write_text("/opt/extra/lib  # the lib\n")
     (root / "etc" / "ld.so.conf.d" / "extra.disabled").write_text("/nowhere\n")
-    assert linkaudit.Fs(root, {}).conf_dirs() == ["/opt/extra/lib"]
+    assert links.Fs(root, {}).conf_dirs() == ["/opt/extra/lib"]
     assert lines(wheel(build, {"pkg/libuser.so": user}), root) == []
     (root / "etc" / "ld.so.conf.d" / "extra.conf").unlink()
     [line] = lines(wheel(build, {"pkg/libuser.so": user}), root)
@@ -174,13 +174,13 @@ def test_symlinks_stay_inside_the_root_and_non_elf_candidates_are_passed_over(ba
 
 def test_no_elf_is_fine_and_errors_are_one_line(tmp_path, capsys):
     whl = wheel(tmp_path, {})
-    assert linkaudit.main(["--root", str(tmp_path), str(whl)]) == 0
+    assert links.main(["--root", str(tmp_path), str(whl)]) == 0
     assert "0 ELF file(s)" in capsys.readouterr().out
-    assert linkaudit.main(["--root", str(tmp_path), str(tmp_path / "nope.whl")]) == 2
+    assert links.main(["--root", str(tmp_path), str(tmp_path / "nope.whl")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     (tmp_path / "bad.whl").write_text("not a zip")
-    assert linkaudit.main(["--root", str(tmp_path), str(tmp_path / "bad.whl")]) == 2
+    assert links.main(["--root", str(tmp_path), str(tmp_path / "bad.whl")]) == 2
     assert "not a readable wheel" in capsys.readouterr().err
 
 
@@ -188,7 +188,7 @@ def test_findings_exit_1_with_a_table(base, capsys):
     build, root, _ = base
     user = cc(build, "user", "int dep(void); int user(void) { return dep(); }", "-ldep",
               libs=build)
-    assert linkaudit.main(["--root", str(root), str(wheel(build, {"a/libuser.so": user}))]) == 1
+    assert links.main(["--root", str(root), str(wheel(build, {"a/libuser.so": user}))]) == 1
     out = capsys.readouterr().out
     assert "a/libuser.so: missing library libdep.so" in out
     assert "missing libraries" in out and "1 finding(s)" in out

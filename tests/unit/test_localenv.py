@@ -1,4 +1,4 @@
-"""Removing a scratch engine's roots (localenv.remove_root)."""
+"""Removing a scratch engine's roots (core/engine.py remove_root)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import subprocess
 
 import pytest
 
-from wheelforge import localenv
-from wheelforge.errors import UserError
+from wheelforge.core import engine
+from wheelforge.core.terminal import UserError
 
 
 def test_a_stopped_engines_root_is_removed(tmp_path):
     root = tmp_path / "releases" / "abc"
     (root / "data" / "containerd").mkdir(parents=True)
     (root / "data" / "containerd" / "blob").write_text("x")
-    localenv.remove_root(root)
+    engine.remove_root(root)
     assert not root.exists()
-    localenv.remove_root(root)  # already gone: nothing to do
+    engine.remove_root(root)  # already gone: nothing to do
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -31,7 +31,7 @@ def test_a_root_with_a_mount_under_it_is_kept(tmp_path):
     try:
         (held / "host-file").write_text("keep me")
         with pytest.raises(UserError, match="still mounted") as caught:
-            localenv.remove_root(root)
+            engine.remove_root(root)
         assert "\n" not in str(caught.value) and str(held) in str(caught.value)
         assert (held / "host-file").read_text() == "keep me"
     finally:

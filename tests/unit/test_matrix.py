@@ -7,8 +7,9 @@ import json
 import pytest
 
 from tests.unit.conftest import ROOT, run_invoke
-from wheelforge.errors import UserError
-from wheelforge.matrix import Matrix, load_matrix
+from wheelforge.core.terminal import UserError
+from wheelforge.core.types import Matrix
+from wheelforge.recipes.matrix import load_matrix, select
 
 PRODUCTION_STABLE = [
     "stable-rocm7.2-py3.12-gfx942-ckfree",
@@ -103,12 +104,12 @@ def test_cell_ids_are_unique(production: Matrix):
 ])
 def test_select(production: Matrix, patterns, channel, expected):
     """Globs in order, each cell once even when several globs match it."""
-    assert ids(production.select(patterns, channel)) == expected
+    assert ids(select(production, patterns, channel)) == expected
 
 
 def test_select_glob_matching_nothing_suggests_a_cell(production: Matrix):
     with pytest.raises(UserError) as caught:
-        production.select("stable-rocm7.2-py3.12-gfx924-ckfree", "stable")
+        select(production, "stable-rocm7.2-py3.12-gfx924-ckfree", "stable")
     assert str(caught.value) == (
         "--cells stable-rocm7.2-py3.12-gfx924-ckfree: matches no cell (did you mean "
         "'stable-rocm7.2-py3.12-gfx942-ckfree'?); `invoke plan --list` shows the cell ids")
@@ -116,14 +117,14 @@ def test_select_glob_matching_nothing_suggests_a_cell(production: Matrix):
 
 def test_select_reports_the_glob_that_matches_nothing(production: Matrix):
     with pytest.raises(UserError) as caught:
-        production.select("*gfx942-ckfree,*mi300*", "stable")
+        select(production, "*gfx942-ckfree,*mi300*", "stable")
     assert str(caught.value).startswith("--cells *mi300*: matches no cell")
     assert "\n" not in str(caught.value)
 
 
 def test_select_unknown_channel(production: Matrix):
     with pytest.raises(UserError) as caught:
-        production.select(None, "nigthly")
+        select(production, None, "nigthly")
     assert str(caught.value) == ("--channel nigthly: unknown channel (did you mean 'nightly'?); "
                                  "choose from stable, nightly")
 

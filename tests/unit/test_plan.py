@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import wheelforge.plan
 from tests.unit.conftest import (
     PIN_C,
     ROOT,
@@ -30,8 +31,10 @@ from tests.unit.conftest import (
     small_recipes,
     write_set,
 )
-from wheelforge import plan as planning
-from wheelforge.errors import UserError
+from wheelforge.core import types
+from wheelforge.core.terminal import UserError
+from wheelforge.plan import fetch
+from wheelforge.recipes import load
 
 ALL = {"base", "kern", "ck", "app", "other"}
 G942_CKFREE = "stable-base-py3.12-gfx942-ckfree"
@@ -61,8 +64,9 @@ def test_same_inputs_same_keys(tmp_path: Path):
 def test_keys_do_not_depend_on_the_process(tmp_path: Path):
     """Another interpreter with another hash seed computes the same keys."""
     directory = write_set(tmp_path / "recipes", small_recipes())
-    script = ("import json, sys; from pathlib import Path; from wheelforge import plan as p; "
-              "pl = p.make_plan(p.Inputs(recipes_dir=Path(sys.argv[1])), channel='stable', "
+    script = ("import json, sys; from pathlib import Path; from wheelforge.plan import make_plan; "
+              "from wheelforge.core.types import Inputs; "
+              "pl = make_plan(Inputs(recipes_dir=Path(sys.argv[1])), channel='stable', "
               "cells_glob=None); print(json.dumps(sorted(b.key for b in pl.builds.values())))")
     outs = []
     for seed in ("1", "2"):
@@ -205,12 +209,12 @@ def test_unpinned_source_on_the_stable_channel(tmp_path: Path):
 
 def test_only_selects_a_closure(tmp_path: Path):
     directory = write_set(tmp_path / "recipes", small_recipes())
-    p = planning.make_plan(planning.Inputs(recipes_dir=directory, only=("app",)),
-                           channel="stable", cells_glob=None)
+    p = wheelforge.plan.make_plan(types.Inputs(recipes_dir=directory, only=("app",)),
+                                  channel="stable", cells_glob=None)
     assert {b.component for b in p.builds.values()} == {"base", "kern", "app"}
     with pytest.raises(UserError) as caught:
-        planning.make_plan(planning.Inputs(recipes_dir=directory, only=("ap",)),
-                           channel="stable", cells_glob=None)
+        wheelforge.plan.make_plan(types.Inputs(recipes_dir=directory, only=("ap",)),
+                                  channel="stable", cells_glob=None)
     assert str(caught.value) == "--only ap: no such component (did you mean 'app'?)"
 
 
@@ -234,7 +238,7 @@ def test_invoke_plan_stable_json_is_pinned_and_offline(no_network: dict[str, str
     proc = run_invoke("plan", "--channel", "stable", "--json", env=no_network)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    _, recipes = planning.load(planning.Inputs())
+    _, recipes = load(types.Inputs())
     assert len(data["cells"]) == 6
     git_builds = [b for b in data["builds"].values() if b["source"]["kind"] == "git"]
     assert {b["component"] for b in git_builds} == {
@@ -251,3 +255,12 @@ def test_invoke_plan_nightly_needs_the_network(no_network: dict[str, str]):
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1
     assert proc.stderr.startswith("error: recipes/")
+
+
+def test_the_demo_set_makes_its_git_repositories_first_and_no_other_set_does(monkeypatch):
+    made = []
+    monkeypatch.setattr(fetch, "make_repos", lambda: made.append(1) or {})
+    fetch.ensure_demo_repos(types.Inputs(recipes_dir=ROOT / "demo" / "recipes"))
+    assert made == [1]
+    fetch.ensure_demo_repos(types.Inputs())
+    assert made == [1]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from wheelforge import engine, progress
-from wheelforge.errors import UserError
-from wheelforge.model import Build, Plan, Resolved
-from wheelforge.recipes import load_dir
-from wheelforge.settings import ROOT
+from wheelforge.build import progress
+from wheelforge.core import engine, settings
+from wheelforge.core.settings import ROOT
+from wheelforge.core.terminal import UserError
+from wheelforge.core.types import Build, Plan, Resolved
+from wheelforge.recipes.component import load_dir
 
 DATA = Path(__file__).parent / "data"
 CELL = "stable-bookworm-py3.11-x86-64-v2-default"
@@ -110,7 +112,7 @@ def test_recorded_failure_names_the_failing_build_and_its_step():
 def test_plain_mode_streams_every_log_line_of_a_build_with_its_component():
     said: list[str] = []
     tracker = progress.Tracker(three_builds(), say=said.append,
-                               settings=progress.Settings(mode="plain"))
+                               display=progress.Display(mode="plain"))
     replay("bake-three-builds.rawjson", tracker)
     assert '[lz4] ==> lz4 step 4/4: pip wheel --no-build-isolation --no-deps -w "$OUT" .' in said
     assert any(line.startswith("[liblz4] ==> liblz4: built in ") for line in said)
@@ -120,7 +122,7 @@ def test_plain_mode_streams_every_log_line_of_a_build_with_its_component():
 def test_log_lines_lose_terminal_control_sequences():
     said: list[str] = []
     plan = make_plan(make_build(PKGCONFIG))
-    tracker = progress.Tracker(plan, say=said.append, settings=progress.Settings(mode="plain"))
+    tracker = progress.Tracker(plan, say=said.append, display=progress.Display(mode="plain"))
     tracker.feed(status(PKGCONFIG, started="2026-01-01T00:00:00Z",
                         log="\x1b[31mred\x1b[0m text\r\nsecond\x07 line\n"))
     assert said == ["[pkgconfig] red text", "[pkgconfig] second line"]
@@ -129,7 +131,7 @@ def test_log_lines_lose_terminal_control_sequences():
 def test_a_line_split_across_log_chunks_is_one_line():
     said: list[str] = []
     plan = make_plan(make_build(PKGCONFIG))
-    tracker = progress.Tracker(plan, say=said.append, settings=progress.Settings(mode="plain"))
+    tracker = progress.Tracker(plan, say=said.append, display=progress.Display(mode="plain"))
     tracker.feed(status(PKGCONFIG, started="2026-01-01T00:00:00Z", log="compil"))
     tracker.feed(status(PKGCONFIG, log="ing foo.c\n"))
     assert said == ["[pkgconfig] compiling foo.c"]
@@ -143,7 +145,7 @@ def test_heartbeat_is_throttled_to_the_interval_and_names_step_time_and_last_lin
     plan = make_plan(make_build(LIBLZ4, steps=("a", "b", "c")),
                      make_build(PKGCONFIG, cells=(CELL, "other-cell")))
     tracker = progress.Tracker(plan, say=said.append, clock=clock,
-                               settings=progress.Settings(interval=10))
+                               display=progress.Display(interval=10))
     tracker.feed(status(LIBLZ4, started="2026-01-01T00:00:00Z",
                         log="wheelforge-step: 2/3\n==> liblz4 step 2/3: cc -c lz4.c\n"))
     clock.now += 9.9
@@ -171,13 +173,13 @@ def test_heartbeat_cuts_long_lines_and_plain_mode_has_none():
     clock, said = Clock(), []
     plan = make_plan(make_build(LIBLZ4))
     tracker = progress.Tracker(plan, say=said.append, clock=clock,
-                               settings=progress.Settings(interval=1))
+                               display=progress.Display(interval=1))
     tracker.feed(status(LIBLZ4, started="2026-01-01T00:00:00Z", log="x" * 500 + "\n"))
     clock.now += 1
     tracker.tick()
     assert len(said) == 1 and said[0].endswith("x" * (progress.LAST_CHARS - 3) + "...")
     plain = progress.Tracker(plan, say=said.append, clock=clock,
-                             settings=progress.Settings(mode="plain", interval=1))
+                             display=progress.Display(mode="plain", interval=1))
     plain.feed(status(LIBLZ4, started="2026-01-01T00:00:00Z"))
     said.clear()
     clock.now += 100
@@ -185,17 +187,21 @@ def test_heartbeat_cuts_long_lines_and_plain_mode_has_none():
     assert said == []
 
 
-def test_settings_from_the_environment():
-    s = progress.Settings.from_env({"WHEELFORGE_PROGRESS": "plain", "GITHUB_ACTIONS": "true",
-                                    "WHEELFORGE_HEARTBEAT_SECONDS": "2.5"})
+def test_display_from_the_runs_settings_an_option_over_the_environment():
+    s = progress.Display.of(settings.current({"WHEELFORGE_PROGRESS": "plain",
+                                              "GITHUB_ACTIONS": "true",
+                                              "WHEELFORGE_HEARTBEAT_SECONDS": "2.5"}))
     assert (s.mode, s.interval, s.github) == ("plain", 2.5, True)
-    assert progress.Settings.from_env({}) == progress.Settings()
-    assert progress.Settings.from_env({}, mode="plain").mode == "plain"
+    assert progress.Display.of(settings.current({})) == progress.Display()
+    run = settings.current({"WHEELFORGE_PROGRESS": "auto"},
+                           options={"WHEELFORGE_PROGRESS": "plain"})
+    assert progress.Display.of(run).mode == "plain"
+    assert "setting: WHEELFORGE_PROGRESS = plain (option --progress)" in run.lines()
     with pytest.raises(UserError, match="--progress fancy: choose auto or plain"):
-        progress.Settings.from_env({}, mode="fancy")
+        progress.Display.of(settings.current({}, options={"WHEELFORGE_PROGRESS": "fancy"}))
     for bad in ("0", "-3", "soon", "nan", "inf"):
         with pytest.raises(UserError, match="WHEELFORGE_HEARTBEAT_SECONDS"):
-            progress.Settings.from_env({"WHEELFORGE_HEARTBEAT_SECONDS": bad})
+            progress.Display.of(settings.current({"WHEELFORGE_HEARTBEAT_SECONDS": bad}))
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.9, "59s"), (151, "2m31s"),
@@ -216,12 +222,12 @@ def test_failing_step_maps_to_its_recipe_line_and_annotates_under_github_actions
     message = ("component=pkgconfig step 2/3 exited 127: echo compiling things; "
                "definitely-not-a-command --with-args")
     out: list[str] = []
-    where = progress.failure_where(build, message, settings=progress.Settings(github=True),
+    where = progress.failure_where(build, message, display=progress.Display(github=True),
                                    emit=out.append)
     assert where == "recipes/pkgconfig.yaml:9"
     assert out == ["::error file=recipes/pkgconfig.yaml,line=9::pkgconfig: " + message]
     out.clear()
-    assert progress.failure_where(build, "exited 1", step=3, settings=progress.Settings(),
+    assert progress.failure_where(build, "exited 1", step=3, display=progress.Display(),
                                   emit=out.append) == "recipes/pkgconfig.yaml:10"
     assert out == []  # not under GitHub Actions: no annotation
 
@@ -235,7 +241,7 @@ def write_failing_set(tmp_path: Path) -> Path:
 
 def test_a_build_without_step_lines_names_its_file_only():
     build = make_build(FAILING, steps=FAILING_STEPS, recipe_file="elsewhere/pkgconfig.yaml")
-    assert progress.failure_where(build, "step 2/3 exited 1", settings=progress.Settings(),
+    assert progress.failure_where(build, "step 2/3 exited 1", display=progress.Display(),
                                   emit=print) == "elsewhere/pkgconfig.yaml"
 
 
@@ -267,3 +273,19 @@ def test_a_build_never_shown_was_a_cache_hit_only_when_the_bake_succeeded():
         spans = tracker.spans()
         assert (spans[LIBLZ4].state, spans[LIBLZ4].seconds) == ("built", 5)
         assert (spans[PKGCONFIG].state, spans[PKGCONFIG].start) == (state, None)
+
+
+def test_the_image_builds_phases_are_read_from_its_marks():
+    """Dockerfile.clean's step prints `wheelforge-phase: NAME TIME` as each part begins; the
+    profile is the time from one mark to the next, and a line that only looks like one is
+    not a mark."""
+    step = engine.Vertex("d", logs=[
+        "wheelforge-phase: checks 100.0", "noise", "wheelforge-phase: gpu-audit 100.5",
+        "wheelforge-phase: pip-install not-a-time", "wheelforge-phase: pip-install 102.25",
+        "wheelforge-phase: end 103.0"])
+    result = engine.BuildResult(ok=True, vertices={"d": step}, error="", seconds=3)
+    assert result.phases() == {"checks": 0.5, "gpu-audit": 1.75, "pip-install": 0.75}
+    assert engine.BuildResult(ok=True, vertices={}, error="", seconds=0).phases() == {}
+    text = (ROOT / "docker" / "Dockerfile.clean").read_text()
+    assert {"gpu-audit", "link-audit", "pip-install", "import-checks", "end"} <= set(
+        re.findall(r"phase ([a-z-]+)", text))

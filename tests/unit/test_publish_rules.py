@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime
 
-from wheelforge import publish, tags
+from wheelforge import publish
+from wheelforge.publish import refusal, tags
 from wheelforge.smoke import report
 
 CELL = "stable-bookworm-py3.11-x86-64-v2-default"
@@ -21,8 +22,9 @@ def test_a_second_image_of_a_day_gets_the_next_free_suffix() -> None:
     assert [t for _, _, t in tags.dated_tags(have, CELL)] == [
         f"{CELL}-20261123", f"{CELL}-20261124", f"{CELL}-20261124.1", f"{CELL}-20261124.7"]
     assert tags.dated_tags([f"{CELL}-20261124.0", f"{CELL}-20261324"], CELL) == []
-    # publish has no parser of its own: the one rule lives in tags.py
-    assert not hasattr(publish, "dated_tags") and not hasattr(publish, "next_dated_tag")
+    # publish has no parser of its own: the one rule lives in publish/tags.py
+    assert getattr(publish, "dated_tags", tags.dated_tags) is tags.dated_tags
+    assert getattr(publish, "next_dated_tag", tags.next_dated_tag) is tags.next_dated_tag
 
 
 def checks(*pairs: tuple[str, str]) -> list[dict]:
@@ -55,15 +57,15 @@ def test_only_checks_that_ran_on_a_gpu_count_as_evidence() -> None:
 def test_refusals_name_the_reason() -> None:
     gpu = {"passed": True, "image_digest": DIGEST, "host": {"device": "cuda"},
            "checks": [{**checks(("device", "pass"))[0], "gpu": True}]}
-    assert publish.refusal(gpu, DIGEST, allow_cpu_smoke=False) == ""
-    assert publish.refusal(gpu, "sha256:" + "cd" * 32, allow_cpu_smoke=True).startswith(
+    assert refusal(gpu, DIGEST, allow_cpu_smoke=False) == ""
+    assert refusal(gpu, "sha256:" + "cd" * 32, allow_cpu_smoke=True).startswith(
         f"the smoke report is for {DIGEST}, not sha256:cdcd")
     failed = {**gpu, "passed": False, "checks": checks(("device", "pass"), ("gemm", "fail"))}
-    assert publish.refusal(failed, DIGEST, allow_cpu_smoke=True) == "smoke failed (gemm)"
+    assert refusal(failed, DIGEST, allow_cpu_smoke=True) == "smoke failed (gemm)"
     skipped = {"passed": True, "image_digest": DIGEST, "host": {"device": None},
                "checks": checks(("device", "skip"), ("manifest", "pass"))}
-    assert publish.refusal(skipped, DIGEST, allow_cpu_smoke=False).startswith(
+    assert refusal(skipped, DIGEST, allow_cpu_smoke=False).startswith(
         "no smoke check ran on a GPU (device: none)")
-    assert publish.refusal(skipped, DIGEST, allow_cpu_smoke=True) == ""
-    assert publish.refusal({"passed": True, "image_digest": DIGEST}, DIGEST,
-                           allow_cpu_smoke=False).startswith("no smoke check ran on a GPU")
+    assert refusal(skipped, DIGEST, allow_cpu_smoke=True) == ""
+    assert refusal({"passed": True, "image_digest": DIGEST}, DIGEST,
+                   allow_cpu_smoke=False).startswith("no smoke check ran on a GPU")

@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.unit.conftest import ROOT, git_recipe, run_invoke, write_set
-from wheelforge import plan as planning
-from wheelforge.errors import UserError
-from wheelforge.recipes import GitSource, IndexSource, SdistSource, template_variables
+from wheelforge.core import types
+from wheelforge.core.terminal import UserError
+from wheelforge.core.types import GitSource, IndexSource, SdistSource
+from wheelforge.plan import make_plan
+from wheelforge.recipes import load
+from wheelforge.recipes.component import template_variables
 
 BAD = Path(__file__).parent / "bad_recipes"
 BAD_DISPLAY = BAD.relative_to(ROOT).as_posix()
@@ -188,9 +191,9 @@ HOSTILE = [
 CORPUS += HOSTILE
 
 
-def plan_stable(directory: Path) -> planning.Plan:
-    return planning.make_plan(planning.Inputs(recipes_dir=directory), channel="stable",
-                              cells_glob=None)
+def plan_stable(directory: Path) -> types.Plan:
+    return make_plan(types.Inputs(recipes_dir=directory), channel="stable",
+                     cells_glob=None)
 
 
 def expected_message(case: str, message: str) -> str:
@@ -200,7 +203,7 @@ def expected_message(case: str, message: str) -> str:
 # --- the good sets -----------------------------------------------------------------
 
 def test_production_recipes_load():
-    matrix, recipes = planning.load(planning.Inputs())
+    matrix, recipes = load(types.Inputs())
     assert sorted(recipes) == ["aiter", "atom", "flydsl", "llvm-mlir", "mori", "torch", "triton",
                                "zmq"]
     assert matrix.file == "recipes/matrix.yaml"
@@ -225,7 +228,7 @@ def test_production_recipes_load():
 
 def test_production_alternative_torch_recipe_loads():
     alt = ROOT / "recipes" / "alt" / "torch.source.yaml"
-    _, recipes = planning.load(planning.Inputs(recipe_overrides={"torch": alt}))
+    _, recipes = load(types.Inputs(recipe_overrides={"torch": alt}))
     torch = recipes["torch"]
     assert isinstance(torch.source, GitSource)
     assert torch.file == "recipes/alt/torch.source.yaml"
@@ -233,7 +236,7 @@ def test_production_alternative_torch_recipe_loads():
 
 
 def test_demo_recipes_load():
-    matrix, recipes = planning.load(planning.Inputs(recipes_dir=ROOT / "demo" / "recipes"))
+    matrix, recipes = load(types.Inputs(recipes_dir=ROOT / "demo" / "recipes"))
     assert sorted(recipes) == ["hipblend", "hipsaxpy", "jitdemo", "liblz4", "lz4", "msgpack",
                                "msgpack-numpy", "pkgconfig", "scmext"]
     assert recipes["hipblend"].depends == ("hipsaxpy",)
@@ -279,7 +282,7 @@ def test_numbers_keep_their_text(tmp_path: Path):
     (directory / "matrix.yaml").write_text(matrix.replace("- '3.12'", "- 3.10"))
     with (directory / "app.yaml").open("a") as f:
         f.write("env:\n  MODE: 0755\n  LEVEL: 2.50\n  COUNT: 1_000\n")
-    matrix_, recipes = planning.load(planning.Inputs(recipes_dir=directory))
+    matrix_, recipes = load(types.Inputs(recipes_dir=directory))
     assert matrix_.pythons == ("3.10",)
     assert matrix_.cells("stable")[0].id == "stable-base-py3.10-gfx942-ckfree"
     assert dict(recipes["app"].env) == {"MODE": "0755", "LEVEL": "2.50", "COUNT": "1_000"}
@@ -289,7 +292,7 @@ def test_on_off_values_stay_strings(tmp_path: Path):
     directory = write_set(tmp_path / "recipes", {"app": git_recipe("app", env={"CK": "x"})})
     text = (directory / "app.yaml").read_text().replace("CK: x", "CK: off")
     (directory / "app.yaml").write_text(text)
-    _, recipes = planning.load(planning.Inputs(recipes_dir=directory))
+    _, recipes = load(types.Inputs(recipes_dir=directory))
     assert dict(recipes["app"].env) == {"CK": "off"}
 
 
@@ -321,17 +324,17 @@ def test_recipe_override_must_name_a_known_component(tmp_path: Path):
     other = tmp_path / "alt" / "app.other.yaml"
     other.parent.mkdir()
     other.write_text((directory / "app.yaml").read_text())
-    _, recipes = planning.load(planning.Inputs(recipes_dir=directory,
-                                               recipe_overrides={"app": other}))
+    _, recipes = load(types.Inputs(recipes_dir=directory,
+                                   recipe_overrides={"app": other}))
     assert recipes["app"].file == "alt/app.other.yaml"
     with pytest.raises(UserError) as caught:
-        planning.load(planning.Inputs(recipes_dir=directory, recipe_overrides={"ap": other}))
+        load(types.Inputs(recipes_dir=directory, recipe_overrides={"ap": other}))
     assert str(caught.value) == (f"--recipe ap={other}: no component 'ap' in {directory} "
                                  f"(did you mean 'app'?)")
 
 
 def test_missing_recipe_directory_is_one_line(tmp_path: Path):
     with pytest.raises(UserError) as caught:
-        planning.load(planning.Inputs(recipes_dir=tmp_path / "nope"))
+        load(types.Inputs(recipes_dir=tmp_path / "nope"))
     assert str(caught.value) == (f"{tmp_path / 'nope' / 'matrix.yaml'}: no build matrix; "
                                  f"create it or pass --recipes DIR")

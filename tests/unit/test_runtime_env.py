@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.unit.conftest import PIN_A, git_recipe, make_plan, write_set
-from wheelforge import contractrun
-from wheelforge import wheels as wheel_builds
-from wheelforge.errors import UserError
+from wheelforge.contract import computed
+from wheelforge.core.terminal import UserError
+from wheelforge.plan import runtime_env
 
 
 def ck_set(tmp_path: Path, **runtime_env) -> Path:
@@ -22,7 +22,7 @@ def ck_set(tmp_path: Path, **runtime_env) -> Path:
 
 def test_runtime_env_is_rendered_per_cell_and_merged(tmp_path):
     plan = make_plan(ck_set(tmp_path, ENABLE_CK="{enable_ck}"))
-    envs = {c.id: wheel_builds.runtime_env(plan, c.id) for c in plan.cells}
+    envs = {c.id: runtime_env(plan, c.id) for c in plan.cells}
     assert {cell.rsplit("-", 1)[1]: env["ENABLE_CK"] for cell, env in envs.items()} == {
         "ckfree": "0", "full": "1"}
 
@@ -33,7 +33,7 @@ def test_two_components_disagreeing_is_one_line(tmp_path):
     one["runtime_env"], two["runtime_env"] = {"MODE": "a"}, {"MODE": "b"}
     plan = make_plan(write_set(tmp_path / "r", {"one": one, "two": two}))
     with pytest.raises(UserError, match=r"runtime_env.MODE: 'b' differs from 'a' set by one"):
-        wheel_builds.runtime_env(plan, plan.cells[0].id)
+        runtime_env(plan, plan.cells[0].id)
 
 
 def test_runtime_env_needs_a_runtime_component(tmp_path):
@@ -48,7 +48,7 @@ def test_runtime_env_needs_a_runtime_component(tmp_path):
                     "also read it at run time")]),
     ({"ENABLE_CK": "{enable_ck}"}, []),
     ({"ENABLE_CK": "{enable_ck}", "UNREAD": "1"}, [("WARNING", "runtime_env UNREAD is set but "
-                                                                "app never read it")]),
+                                                    "app never read it")]),
 ])
 def test_a_variant_variable_upstream_reads_at_run_time_must_reach_the_image(
         tmp_path, runtime_env, found):
@@ -59,8 +59,8 @@ def test_a_variant_variable_upstream_reads_at_run_time_must_reach_the_image(
     plan = make_plan(ck_set(tmp_path, **runtime_env))
     build = next(iter(plan.builds.values()))
     said = []
-    contractrun.check_runtime_env(build, {"ENABLE_CK": "{enable_ck}"}, {"enable_ck"}, tree,
-                                  lambda level, keys, message: said.append((level, message)))
+    computed.check_runtime_env(build, {"ENABLE_CK": "{enable_ck}"}, {"enable_ck"}, tree,
+                               lambda level, keys, message: said.append((level, message)))
     assert [(level, message) for level, message in said
             if not any(message.startswith(f[1]) and level == f[0] for f in found)] == []
     assert len(said) == len(found), said

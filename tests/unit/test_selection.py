@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge import image, selection, wheelset
-from wheelforge.errors import UserError
+from wheelforge.core import wheelset
+from wheelforge.core.terminal import UserError
+from wheelforge.image import cell_dirs
+from wheelforge.recipes import matrix
 
 IDS = ["stable-a-gfx942", "stable-b-gfx950", "nightly-a-gfx942"]
 
@@ -17,13 +19,13 @@ def miss(pattern: str) -> UserError:
 
 
 def test_choose_keeps_the_globs_order_and_lists_each_item_once():
-    chosen = selection.choose("nightly-*,*gfx942*,stable-*", IDS, str, miss)
+    chosen = matrix.choose("nightly-*,*gfx942*,stable-*", IDS, str, miss)
     assert chosen == ["nightly-a-gfx942", "stable-a-gfx942", "stable-b-gfx950"]
 
 
 def test_choose_raises_what_miss_makes_for_a_glob_that_matches_nothing():
     with pytest.raises(UserError, match=r"^missed \*gfx90a\*$"):
-        selection.choose("stable-*,*gfx90a*", IDS, str, miss)
+        matrix.choose("stable-*,*gfx90a*", IDS, str, miss)
 
 
 def test_wheel_sets_are_chosen_by_their_cell_id(tmp_path: Path):
@@ -31,8 +33,8 @@ def test_wheel_sets_are_chosen_by_their_cell_id(tmp_path: Path):
         (tmp_path / cell).mkdir()
         (tmp_path / cell / wheelset.MANIFEST).write_text("{}")
     (tmp_path / "not-a-set").mkdir()
-    assert [p.name for p in image.cell_dirs(tmp_path, "*-b-*,*gfx942*")] == [
+    assert [p.name for p in cell_dirs(tmp_path, "*-b-*,*gfx942*")] == [
         "stable-b-gfx950", "nightly-a-gfx942", "stable-a-gfx942"]
-    assert len(image.cell_dirs(tmp_path, None)) == 3
+    assert len(cell_dirs(tmp_path, None)) == 3
     with pytest.raises(UserError, match=r"--cells \*gfx90a\*: no wheel set matches; have: "):
-        image.cell_dirs(tmp_path, "*gfx90a*")
+        cell_dirs(tmp_path, "*gfx90a*")

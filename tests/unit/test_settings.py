@@ -1,4 +1,4 @@
-"""settings.py: defaults, environment overrides, masking, and that it is the only reader."""
+"""core/settings.py: defaults, environment overrides, masking, and that it is the only reader."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from wheelforge import settings
+import wheelforge.build
+from wheelforge import cli
+from wheelforge.build import build_wheels, say_settings
+from wheelforge.core import settings, wheelset
+from wheelforge.core.terminal import UserError
 
-PACKAGE = Path(settings.__file__).resolve().parent
+PACKAGE = settings.ROOT / "wheelforge"
 DOCS = settings.ROOT / "docs" / "settings.md"
 
 
@@ -46,7 +50,7 @@ def test_the_environment_overrides_and_blank_counts_as_unset(tmp_path: Path):
     assert (s.index_url, s.debian_mirror) == ("http://mirror.invalid/simple",
                                               "http://deb.invalid/debian")
     assert (s.progress, s.heartbeat_seconds, s.docker, s.max_jobs) == ("plain", "2",
-                                                                        "/opt/docker", "3")
+                                                                       "/opt/docker", "3")
     assert s.pip_index_url is None and "WHEELFORGE_PIP_INDEX_URL" not in s.from_env
     assert settings.get("WHEELFORGE_DOCKER", env) == "/opt/docker"
     assert settings.get("WHEELFORGE_DOCKER", {"WHEELFORGE_DOCKER": ""}) == "docker"
@@ -59,9 +63,10 @@ def test_the_environment_overrides_and_blank_counts_as_unset(tmp_path: Path):
 def test_current_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("WHEELFORGE_DOCKER", "podman")
     assert settings.current().docker == "podman" == settings.get("WHEELFORGE_DOCKER")
-    monkeypatch.delenv("WHEELFORGE_PROGRESS", raising=False)
-    settings.put("WHEELFORGE_PROGRESS", "plain")
+    monkeypatch.setenv("WHEELFORGE_PROGRESS", "plain")
     assert settings.current().progress == "plain"
+    assert settings.current(options={"WHEELFORGE_PROGRESS": None}).progress == "plain"
+    assert settings.current(options={"WHEELFORGE_PROGRESS": "auto"}).progress == "auto"
 
 
 @pytest.mark.parametrize(("url", "shown"), [
@@ -131,7 +136,7 @@ def test_the_reader_check_finds_reads():
 def test_only_settings_reads_wheelforge_variables():
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name == "settings.py" and path.parent == PACKAGE:
+        if path == PACKAGE / "core" / "settings.py":
             continue
         for line, name in _env_reads(ast.parse(path.read_text(), str(path))):
             found.append(f"{path.relative_to(settings.ROOT)}:{line}: {name}")
@@ -154,27 +159,26 @@ def test_every_variable_is_known_and_documented():
         assert f".cache/{folder}" in docs, name
 
 
-# ---- wheel file names: one reader (wheelforge/wheelname.py) ---------------------------------
+# ---- wheel file names: one reader (wheelforge/core/wheelset.py) ---------------------------------
 
 def test_wheel_names_are_read_by_packaging():
-    from wheelforge import wheelname
-
-    w = wheelname.parse("msgpack_numpy-0.4.8-1-py2.py3-none-any.whl")
+    w = wheelset.parse("msgpack_numpy-0.4.8-1-py2.py3-none-any.whl")
     assert (w.distribution, w.version, w.name, str(w.parsed_version)) == (
         "msgpack_numpy", "0.4.8", "msgpack-numpy", "0.4.8")
     assert w.tags == {"py2-none-any", "py3-none-any"}
     for bad in ("app-1.0.whl", "a/b-1.0-py3-none-any.whl", "app 1-1.0-py3-none-any.whl",
                 "app-1.0-py3-none-any.whl\n", "app-one-py3-none-any.whl"):
         with pytest.raises(ValueError, match="is not a wheel file name"):
-            wheelname.parse(bad)
-    assert wheelname.canonical("Amd_Aiter") == wheelname.canonical("amd.aiter") == "amd-aiter"
-    assert wheelname.same_version("1.0_rc1", "1.0rc1") and not wheelname.same_version("1", "2")
-    assert wheelname.distribution_of("dist/Foo_Bar-*.whl") == "foo-bar"
-    assert wheelname.distribution_of("./x/Foo_Bar-1.0-py3-none-any.whl") == "foo-bar"
+            wheelset.parse(bad)
+    assert wheelset.canonical("Amd_Aiter") == wheelset.canonical("amd.aiter") == "amd-aiter"
+    assert wheelset.same_version("1.0_rc1", "1.0rc1") and not wheelset.same_version("1", "2")
+    assert wheelset.distribution_of("dist/Foo_Bar-*.whl") == "foo-bar"
+    assert wheelset.distribution_of("./x/Foo_Bar-1.0-py3-none-any.whl") == "foo-bar"
 
 
 def test_no_module_reads_wheel_file_names_by_hand():
-    """Host modules call wheelname (packaging); no `.split("-")` of a .whl name remains."""
+    """Host modules read wheel names with core/wheelset.py (packaging); no `.split("-")` of
+    a .whl name remains."""
     hand = re.compile(r"""\.whl.*\.split\(["']-["']\)|\.split\(["']-["']\).*\.whl|"""
                       r"""WHEEL[A-Z_]*RE\s*=""")
     found = [f"{p.relative_to(settings.ROOT)}:{i}" for p in sorted(PACKAGE.rglob("*.py"))
@@ -185,17 +189,14 @@ def test_no_module_reads_wheel_file_names_by_hand():
 
 def test_invoke_wheels_says_the_settings_first(monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]):
-    from wheelforge import bake, pipeline
-
     monkeypatch.setenv("WHEELFORGE_PIP_INDEX_URL", "https://u:tok3n@index.example.invalid/s")
-    monkeypatch.setattr(pipeline, "WHEELS", settings.ROOT / "elsewhere")
-    monkeypatch.setattr(pipeline, "checked_plan", lambda *a, **k: (_ for _ in ()).throw(
+    monkeypatch.setenv("WHEELFORGE_WHEELS", str(settings.ROOT / "elsewhere"))
+    monkeypatch.setattr(wheelforge.build, "checked_plan", lambda *a, **k: (_ for _ in ()).throw(
         RuntimeError("planned")))
     with pytest.raises(RuntimeError, match="planned"):
-        pipeline.wheels(None, channel=None, cells=None,
-                        options=bake.Options(sources=Path("s"), exports=Path("e")))
+        build_wheels(None, channel=None, cells=None, options=cli.build_options(ca_bundle=None))
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == f"setting: WHEELFORGE_WHEELS = {settings.ROOT / 'elsewhere'} (default)"
+    assert err[0] == f"setting: WHEELFORGE_WHEELS = {settings.ROOT / 'elsewhere'} (env)"
     assert ("setting: WHEELFORGE_PIP_INDEX_URL = https://***@index.example.invalid/s (env)"
             in err)
     assert not any("tok3n" in line for line in err)
@@ -204,10 +205,17 @@ def test_invoke_wheels_says_the_settings_first(monkeypatch: pytest.MonkeyPatch,
 def test_the_summary_shows_what_the_run_uses_an_option_over_the_environment(capsys, monkeypatch):
     """`invoke wheels --max-jobs 8` says MAX_JOBS = 8 (option --max-jobs), not the
     environment's value or the default."""
-    from wheelforge import bake, pipeline
 
     monkeypatch.setenv("MAX_JOBS", "2")
-    pipeline.say_settings(bake.Options(sources=Path("s"), exports=Path("e"), max_jobs=8))
-    assert "setting: MAX_JOBS = 8 (option --max-jobs)" in capsys.readouterr().err
-    pipeline.say_settings(bake.Options(sources=Path("s"), exports=Path("e"), max_jobs=2))
+    options = cli.build_options(max_jobs=8, ca_bundle=None, progress="plain")
+    assert options.max_jobs == 8
+    say_settings(options)
+    err = capsys.readouterr().err
+    assert "setting: MAX_JOBS = 8 (option --max-jobs)" in err
+    assert "setting: WHEELFORGE_PROGRESS = plain (option --progress)" in err
+    options = cli.build_options(ca_bundle=None)
+    assert options.max_jobs == 2
+    say_settings(options)
     assert "setting: MAX_JOBS = 2 (env)" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--progress fancy"):
+        cli.build_options(progress="fancy")

@@ -330,11 +330,11 @@ def test_real_model_golden_match_and_mismatch(tmp_path: Path,
             "--golden", str(golden)]
     right = fake_generate({"Hi": " there", "2+2=": "4"})
     code, out, _ = run_cli(base, capsys, real_model=functools.partial(check_real_model,
-                                                                        generate=right))
+                                                                      generate=right))
     assert code == 0, out
     wrong = fake_generate({"Hi": " there", "2+2=": "5"})
     code, out, _ = run_cli(base, capsys, real_model=functools.partial(check_real_model,
-                                                                        generate=wrong))
+                                                                      generate=wrong))
     assert code == 1
     assert "1/2 completions differ from golden" in out
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from wheelforge.core import types
+from wheelforge.recipes import load
 from wheelforge.smoke import checks_recipes, cli
 from wheelforge.smoke.checks_recipes import RecipeCheck, from_manifest, make_check_fn
 from wheelforge.smoke.context import NO_TORCH, Context
@@ -174,9 +176,8 @@ def test_bad_smoke_entries_in_the_manifest_exit_2(
 
 def test_the_demo_recipes_declare_checks_that_can_fail() -> None:
     """Every runtime component of the demo with code of its own has a check of its own."""
-    from wheelforge import plan as planning
 
-    _, recipes = planning.load(planning.Inputs(recipes_dir=REPO / "demo" / "recipes"))
+    _, recipes = load(types.Inputs(recipes_dir=REPO / "demo" / "recipes"))
     names = {n: [c.name for c in r.smoke] for n, r in recipes.items() if r.smoke}
     assert names == {"lz4": ["roundtrip"], "msgpack": ["roundtrip"],
                      "msgpack-numpy": ["roundtrip"], "scmext": ["api"],

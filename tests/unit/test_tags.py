@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
-from wheelforge.errors import UserError
-from wheelforge.tags import (
+from wheelforge.core.terminal import UserError
+from wheelforge.publish.tags import (
     ImageRef,
     dated_tag,
     dated_tags,

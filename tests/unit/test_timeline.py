@@ -15,8 +15,8 @@ from tests.unit.test_progress import (
     replay,
     three_builds,
 )
-from wheelforge import progress, timeline
-from wheelforge.progress import Span
+from wheelforge.build import progress
+from wheelforge.build.progress import Span
 
 WHEN = _dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=_dt.UTC)
 
@@ -55,21 +55,21 @@ def diamond():
 
 def test_critical_path_is_the_chain_with_the_largest_total_build_time():
     plan, spans = diamond()
-    assert timeline.critical_path(plan, spans) == ["a-1", "c-1"]
+    assert progress.critical_path(plan, spans) == ["a-1", "c-1"]
     spans["b-1"] = span("b-1", 100, 115)
-    assert timeline.critical_path(plan, spans) == ["b-1", "c-1"]
+    assert progress.critical_path(plan, spans) == ["b-1", "c-1"]
     spans["d-1"] = span("d-1", 100, 200)
-    assert timeline.critical_path(plan, spans) == ["d-1"]
+    assert progress.critical_path(plan, spans) == ["d-1"]
 
 
 def test_nothing_built_has_no_critical_path():
     plan, _ = diamond()
-    assert timeline.critical_path(plan, {}) == []
+    assert progress.critical_path(plan, {}) == []
 
 
 def test_one_bar_per_component_and_cell_relative_to_the_first_start():
     plan, spans = diamond()
-    rows, total = timeline.bars(plan, spans)
+    rows, total = progress.bars(plan, spans)
     assert total == 11
     assert sorted((b.component, b.cell) for b in rows) == sorted(
         [("a", CELL), ("b", CELL), ("c", CELL), ("c", "other"), ("d", "other")])
@@ -81,17 +81,17 @@ def test_page_is_self_contained_with_a_coloured_bar_per_component_and_cell():
     plan, spans = diamond()
     spans["b-1"] = span("b-1", 100, 100.1, "cached")
     spans["d-1"] = span("d-1", 100, 101, "failed")
-    page = timeline.render(plan, spans, when=WHEN)
+    page = progress.render(plan, spans, when=WHEN)
     parsed = Page(page)
     bars = parsed.bars()
     assert sorted((b["data-component"], b["data-cell"]) for b in bars) == sorted(
         [("a", CELL), ("b", CELL), ("c", CELL), ("c", "other"), ("d", "other")])
     fill = {(b["data-component"], b["data-cell"]): b["fill"] for b in bars}
-    assert fill[("a", CELL)] == timeline.COLOURS["built"]
-    assert fill[("b", CELL)] == timeline.COLOURS["cached"]
-    assert fill[("d", "other")] == timeline.COLOURS["failed"]
+    assert fill[("a", CELL)] == progress.COLOURS["built"]
+    assert fill[("b", CELL)] == progress.COLOURS["cached"]
+    assert fill[("d", "other")] == progress.COLOURS["failed"]
     critical = {(b["data-component"], b["data-cell"]) for b in bars
-                if b.get("stroke") == timeline.CRITICAL}
+                if b.get("stroke") == progress.CRITICAL}
     assert critical == {("a", CELL), ("c", CELL), ("c", "other")}
     text = " ".join(parsed.text)
     for words in ("cache hit", "failed", "critical path", "critical path 11s: a \u2192 c",
@@ -106,14 +106,14 @@ def test_page_is_self_contained_with_a_coloured_bar_per_component_and_cell():
 def test_builds_that_never_ran_still_get_their_row():
     plan, spans = diamond()
     del spans["c-1"]
-    bars = Page(timeline.render(plan, spans, when=WHEN)).bars()
+    bars = Page(progress.render(plan, spans, when=WHEN)).bars()
     pending = [b for b in bars if b["data-component"] == "c"]
-    assert len(pending) == 2 and {b["fill"] for b in pending} == {timeline.COLOURS["pending"]}
+    assert len(pending) == 2 and {b["fill"] for b in pending} == {progress.COLOURS["pending"]}
 
 
 def test_names_are_escaped():
     plan = make_plan(make_build("x<b>-1"))
-    page = timeline.render(plan, {"x<b>-1": span("x<b>-1", 0, 1)}, when=WHEN)
+    page = progress.render(plan, {"x<b>-1": span("x<b>-1", 0, 1)}, when=WHEN)
     assert "<b>" not in page and "x&lt;b&gt;" in page
 
 
@@ -122,16 +122,16 @@ def test_timeline_of_a_recorded_build():
     replay("bake-three-builds.rawjson", tracker)
     plan = three_builds()
     spans = tracker.spans()
-    path = timeline.critical_path(plan, spans)
+    path = progress.critical_path(plan, spans)
     assert path[-1] == LZ4 and path[0] in (LIBLZ4, PKGCONFIG)
-    bars = Page(timeline.render(plan, spans, when=WHEN)).bars()
+    bars = Page(progress.render(plan, spans, when=WHEN)).bars()
     assert len(bars) == 3 and all(float(b["width"]) > 3 for b in bars)
 
 
 def test_write_keeps_a_dated_file_and_the_latest_copy(tmp_path):
-    first = timeline.write(tmp_path, "<p>one</p>", when=WHEN)
+    first = progress.write(tmp_path, "<p>one</p>", when=WHEN)
     later = WHEN + _dt.timedelta(minutes=1)
-    second = timeline.write(tmp_path, "<p>two</p>", when=later)
+    second = progress.write(tmp_path, "<p>two</p>", when=later)
     assert first.name == "timeline-20260102T030405Z.html"
     assert second.name == "timeline-20260102T030505Z.html"
     assert first.read_text() == "<p>one</p>"
@@ -142,11 +142,11 @@ def test_write_keeps_a_dated_file_and_the_latest_copy(tmp_path):
 
 def test_only_the_newest_dated_timelines_are_kept(tmp_path):
     (tmp_path / "stable-cell").mkdir()  # a wheel set beside them is never touched
-    for minute in range(timeline.KEEP + 3):
-        timeline.write(tmp_path, f"<p>{minute}</p>", when=WHEN + _dt.timedelta(minutes=minute))
+    for minute in range(progress.KEEP + 3):
+        progress.write(tmp_path, f"<p>{minute}</p>", when=WHEN + _dt.timedelta(minutes=minute))
     dated = sorted(tmp_path.glob("timeline-*Z.html"))
-    assert len(dated) == timeline.KEEP
+    assert len(dated) == progress.KEEP
     assert dated[0].read_text() == "<p>3</p>"
-    assert (tmp_path / "timeline.html").read_text() == f"<p>{timeline.KEEP + 2}</p>"
+    assert (tmp_path / "timeline.html").read_text() == f"<p>{progress.KEEP + 2}</p>"
     assert (tmp_path / "stable-cell").is_dir()
     assert not list(tmp_path.glob(".timeline-*"))  # no temporary file left

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.unit.conftest import GIT_IDENTITY, PIN_A, SHA256, git_recipe, make_plan, write_set
-from wheelforge import contractrun, versions
-from wheelforge.errors import UserError
+from wheelforge.contract.computed import check_version, computed_version, context_drops
+from wheelforge.core import types
+from wheelforge.core.terminal import UserError
+from wheelforge.plan import SCM_UNTAGGED, gate
 
 
 def versioned_set(tmp_path: Path, version: str = "1.2.2", **extra) -> Path:
@@ -38,7 +40,7 @@ def test_a_pinned_build_expects_exactly_the_stated_version(tmp_path):
 
 def test_a_branch_head_expects_that_version_or_later(tmp_path, monkeypatch):
     head = "f" * 40
-    monkeypatch.setattr("wheelforge.gitrefs.resolve_branch", lambda *a, **k: head)
+    monkeypatch.setattr("wheelforge.plan.fetch.resolve_branch", lambda *a, **k: head)
     plan = make_plan(versioned_set(tmp_path), channel="nightly")
     app = build_of(plan, "app")
     assert dict(app.env)["SETUPTOOLS_SCM_PRETEND_VERSION"] == "1.2.2.post1.dev0+gfffffffff"
@@ -69,24 +71,24 @@ def test_the_version_placeholder_needs_outputs_version(tmp_path):
 
 
 def test_local_labels_meet_an_exact_version():
-    want = versions.Expectation("==2.11.0", "source.packages")
+    want = types.Expectation("==2.11.0", "source.packages")
     assert want.allows("2.11.0+rocm7.2") and not want.allows("2.11.1")
 
 
 def test_the_gate_names_component_versions_and_cause(tmp_path):
     wheel = tmp_path / "amd_aiter-0.1.dev1+gfc2e5d57-cp312-cp312-linux_x86_64.whl"
     wheel.write_bytes(b"")
-    expect = {"amd-aiter": versions.Expectation("==0.1.20", "outputs.version")}
+    expect = {"amd-aiter": types.Expectation("==0.1.20", "outputs.version")}
     with pytest.raises(UserError) as err:
-        versions.gate([("aiter", "recipes/aiter.yaml", expect, [wheel])])
+        gate([("aiter", "recipes/aiter.yaml", expect, [wheel])])
     text = str(err.value)
     assert text.startswith("recipes/aiter.yaml: aiter: built ") and "\n" not in text
     assert "version 0.1.dev1+gfc2e5d57" in text and "expects ==0.1.20" in text
     assert "setuptools_scm found no tag" in text
-    versions.gate([("aiter", "recipes/aiter.yaml", expect, [])])  # nothing built: nothing said
+    gate([("aiter", "recipes/aiter.yaml", expect, [])])  # nothing built: nothing said
     good = tmp_path / "amd_aiter-0.1.20-cp312-cp312-linux_x86_64.whl"
     good.write_bytes(b"")
-    versions.gate([("aiter", "recipes/aiter.yaml", expect, [good])])
+    gate([("aiter", "recipes/aiter.yaml", expect, [good])])
 
 
 @pytest.mark.parametrize(("lines", "dropped"), [
@@ -99,7 +101,7 @@ def test_the_gate_names_component_versions_and_cause(tmp_path):
 ])
 def test_context_drops_follows_dockerignore(tmp_path, lines, dropped):
     (tmp_path / ".dockerignore").write_text("\n".join(lines) + "\n")
-    assert contractrun.context_drops(tmp_path, [".git", "setup.py"]) == dropped
+    assert context_drops(tmp_path, [".git", "setup.py"]) == dropped
 
 
 def scm_tree(tmp_path: Path, *, dockerignore: bool, tag: str | None) -> Path:
@@ -134,14 +136,14 @@ def test_the_check_runs_setuptools_scm_on_the_tree_as_presented(tmp_path, docker
         (recipes / "app.yaml").write_text(text.replace(
             "  SETUPTOOLS_SCM_PRETEND_VERSION: '{version}'\n", "").replace("env:\n", ""))
     build = build_of(make_plan(recipes), "app")
-    computed = contractrun.computed_version(build, scm_tree(tmp_path, dockerignore=dockerignore,
-                                                             tag=tag))
+    computed = computed_version(build, scm_tree(tmp_path, dockerignore=dockerignore,
+                                                tag=tag))
     assert computed.version is not None, computed
     assert computed.version.startswith(version) or (
-        version == "0.0.1.dev1" and versions.SCM_UNTAGGED.fullmatch(computed.version)), computed
+        version == "0.0.1.dev1" and SCM_UNTAGGED.fullmatch(computed.version)), computed
     said = []
     again = scm_tree(tmp_path / "again", dockerignore=dockerignore, tag=tag)
-    contractrun.check_version(build, again, lambda *finding: said.append(finding))
+    check_version(build, again, lambda *finding: said.append(finding))
     errors = [f for f in said if f[0] == "ERROR"]
     assert bool(errors) == (version != "1.2.2"), said
 
@@ -169,10 +171,10 @@ def test_the_check_runs_only_the_version_part_of_a_setup_py(tmp_path):
     (recipes / "app.yaml").write_text(text.replace(
         "SETUPTOOLS_SCM_PRETEND_VERSION: '{version}'", "RELEASE_TYPE: release"))
     build = build_of(make_plan(recipes), "app")
-    computed = contractrun.computed_version(build, tree)
+    computed = computed_version(build, tree)
     assert computed.version == "0.3.2", computed
     said = []
-    contractrun.check_version(build, tree, lambda *finding: said.append(finding))
+    check_version(build, tree, lambda *finding: said.append(finding))
     [(level, _, message)] = said
     assert level == "ERROR" and "will produce version 0.3.2" in message
     assert "the pinned commit is not the release the recipe names" in message

@@ -84,7 +84,7 @@ def test_publish_runs_after_smoke_in_the_same_job() -> None:
     assert wheels < image < smoke < publish
     assert "--require-gpu" in build[smoke]["run"]
     assert "--smoke-report smoke-report.json" in build[publish]["run"]
-    # per-key registry cache tags (read and written with mode=max: wheelforge/bake.py)
+    # per-key registry cache tags (read and written with mode=max: wheelforge/build/bake.py)
     assert '--cache-registry "$CACHE_REPO"' in build[wheels]["run"]
     uploads = {s["with"]["path"]: i for i, s in enumerate(build)
                if "upload-artifact" in str(s.get("uses", ""))}

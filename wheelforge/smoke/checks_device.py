@@ -1,7 +1,7 @@
 """device: the GPUs are visible and, on ROCm, of an architecture the image was built for.
 
 On ROCm the GPU's arch is also compared with the GPU code the wheels really carry:
-the manifest's ``gpu_targets`` (written by the GPU-target audit, wheelforge/audit.py)
+the manifest's ``gpu_targets`` (written by the GPU-target audit, wheelforge/audit/gpu.py)
 counts, per wheel, the bundles and kernels with code for each arch. A wheel with GPU
 code but none for this GPU fails at run time with "invalid device function".
 """

@@ -70,7 +70,7 @@ def check_model(ctx: Context, perturb: Callable[[Weights], Weights] | None = Non
     cfg = cfg or TinyConfig()
     weights = init_weights(torch, cfg, seed)
     reference = TinyLM(torch, cfg, weights, "cpu", torch.float32).generate(list(PROMPT),
-                                                                            new_tokens)
+                                                                           new_tokens)
     device_weights = perturb(dict(weights)) if perturb else weights
     model = TinyLM(torch, cfg, device_weights, device, getattr(torch, dtype))
     model.generate(list(PROMPT), 2)  # warm-up: kernels load and compile
@@ -100,7 +100,7 @@ def check_model(ctx: Context, perturb: Callable[[Weights], Weights] | None = Non
         problems.append(f"first-step logits relative error {logits_error:.3g} > {bound:g}")
     if problems:
         return failed("; ".join(problems), metrics, ("tokens_compared",
-                                                      "first_logits_rel_error"))
+                                                     "first_logits_rel_error"))
 
     prefill = QUICK_PREFILL_TOKENS if ctx.quick else PREFILL_TOKENS
     long_prompt = torch.arange(prefill, device=device) % cfg.vocab

@@ -26,9 +26,15 @@ demo: setup       ## the main job: demo wheels, runtime images and smoke
 setup-test:       ## setup, plus the current engine when the tests run on it
 	bash ci/setup-host.sh $(if $(filter current,$(ENGINES)),--current-engine)
 
+# While the unit tests and the first pass run, the demo's base image roots are bootstrapped
+# in the background (the tests wait on the root's lock when they get there first).
 test: setup-test lint  ## lint, unit tests, integration tests on each engine (starts engine and registry itself)
-	python3 -m pytest -m "not gpu and not integration"
-	$(MAKE) --no-print-directory test-integration
+	@mkdir -p .cache; setsid python3 -m invoke base-images --roots-only >.cache/base-roots.log 2>&1 & \
+	roots=$$!; trap 'kill -- -$$roots 2>/dev/null' EXIT; \
+	python3 -m pytest -m "not gpu and not integration" && \
+	  $(MAKE) --no-print-directory test-integration; rc=$$?; \
+	wait $$roots || echo "== base roots in the background: $$(tail -1 .cache/base-roots.log)"; \
+	exit $$rc
 
 test-integration:  ## the integration tests, once per engine of WHEELFORGE_TEST_ENGINES
 	@for e in $(ENGINES); do \

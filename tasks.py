@@ -283,14 +283,16 @@ def pull(c, arch, registry, variant=None, channel="nightly", recipes=None):
               channel=channel)
 
 
-@task(help={"recipes": RECIPES})
+@task(help={"recipes": RECIPES,
+            "roots_only": "only bootstrap their roots into .cache/base (no engine); an "
+                          "import from there takes seconds"})
 @cli.guarded
-def base_images(c, recipes="demo/recipes"):
+def base_images(c, recipes="demo/recipes", roots_only=False):
     """Make the base images a recipe set needs that no registry can give (debootstrap)."""
 
     from wheelforge import jobs
 
-    jobs.base_images(cli.inputs(recipes=recipes))
+    jobs.base_images(cli.inputs(recipes=recipes), roots_only=roots_only)
 
 
 @task(help={"max_jobs": "compile jobs per component (default: from cores and memory)"})

@@ -34,15 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import wheelforge.build
-from wheelforge.audit import gpu, jit, links
-from wheelforge.core import engine, rootfs, wheelset
-from wheelforge.image import build_image, env_args
-from wheelforge.plan import fetch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import wheelforge.build  # noqa: E402
 from tests import conftest  # noqa: E402
 from tests.conftest import (  # noqa: E402
     CELLS,
@@ -51,6 +46,10 @@ from tests.conftest import (  # noqa: E402
     copy_recipes,
     new_lz4c_commit,
 )
+from wheelforge.audit import gpu, jit, links  # noqa: E402
+from wheelforge.core import engine, rootfs, wheelset  # noqa: E402
+from wheelforge.image import build_image, env_args  # noqa: E402
+from wheelforge.plan import fetch  # noqa: E402
 
 BASE = "wheelforge-demo/bookworm:base"
 RUNS = 5

@@ -169,11 +169,15 @@ def lock(ins: Inputs, *, channel: str | None, cells: str | None, wheels_root: Pa
     return written
 
 
-def base_images(ins: Inputs) -> None:
+def base_images(ins: Inputs, *, roots_only: bool = False) -> None:
     matrix, _ = load(ins)
+    refs = {s.build_image for s in matrix.stacks} | {s.runtime_image for s in matrix.stacks}
+    if roots_only:
+        rootfs.ensure_roots(refs)
+        engine.say("base image roots: ready")
+        return
     with engine.engine_running():
-        rootfs.ensure_images({s.build_image for s in matrix.stacks} |
-                             {s.runtime_image for s in matrix.stacks})
+        rootfs.ensure_images(refs)
     engine.say("base images: ready")
 
 

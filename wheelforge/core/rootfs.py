@@ -152,21 +152,33 @@ def root_tar(ref: str, mirror: str, apt_conf: str) -> Path:
     return BASE_IMAGES / f"{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}.tgz"
 
 
-def make_image(ref: str, *, refresh: bool = False) -> None:
-    """Import `ref` from its cached root, bootstrapping the root first when there is none."""
+def ensure_roots(refs: set[str]) -> None:
+    """Bootstrap the cached root of each image of `refs` we know how to make (no engine)."""
+    for ref in sorted(refs & MADE_HERE.keys()):
+        ensure_root(ref)
+
+
+def ensure_root(ref: str, *, refresh: bool = False) -> Path:
+    """The cached root of `ref`, bootstrapped first when there is none."""
     mirror, apt_conf = debian_mirror(), _apt_settings()
     tar = root_tar(ref, mirror, apt_conf)
     BASE_IMAGES.mkdir(parents=True, exist_ok=True)
     with _locked(tar.with_suffix(".lock")):  # another process may be making the same root
         if refresh or not tar.is_file():
             _bootstrap(ref, mirror, apt_conf, tar)
-        engine.say(f"base image: importing {ref} from {tar.relative_to(ROOT)}")
-        started = time.monotonic()
-        with tar.open("rb") as stream:
-            imported = subprocess.run([engine.DOCKER, "import", "-", ref], stdin=stream,
-                                      capture_output=True, check=False)
-        if imported.returncode != 0:
-            raise UserError(f"{ref}: docker import failed: {engine.last_line(imported.stderr)}")
+    return tar  # complete: it is renamed into place only once written
+
+
+def make_image(ref: str, *, refresh: bool = False) -> None:
+    """Import `ref` from its cached root, bootstrapping the root first when there is none."""
+    tar = ensure_root(ref, refresh=refresh)
+    engine.say(f"base image: importing {ref} from {tar.relative_to(ROOT)}")
+    started = time.monotonic()
+    with tar.open("rb") as stream:
+        imported = subprocess.run([engine.DOCKER, "import", "-", ref], stdin=stream,
+                                  capture_output=True, check=False)
+    if imported.returncode != 0:
+        raise UserError(f"{ref}: docker import failed: {engine.last_line(imported.stderr)}")
     engine.say(f"base image: {ref} ready (import {time.monotonic() - started:.0f}s)")
 
 

@@ -291,23 +291,28 @@ def ensure_demo_repos(ins: Inputs) -> None:
 
 
 def index_url() -> str:
-    """The PEP 691 (JSON simple API) index sdists come from: pip's own choice.
+    """The PEP 691 (JSON simple API) index sdists come from: WHEELFORGE_INDEX_URL, else
+    pip's own choice (pip_index), else pip's built-in default."""
+    value = settings.current().index_url or pip_index()
+    if value:
+        return value.rstrip("/")
+    from pip._internal.models.index import PyPI  # pip's own default, not a copy of it
 
-    WHEELFORGE_INDEX_URL overrides; else PIP_INDEX_URL, pip's configured
-    `index-url`, or pip's built-in default, in the order pip itself uses them.
-    """
-    for value in (settings.current().index_url, os.environ.get("PIP_INDEX_URL")):
-        if value:
-            return value.rstrip("/")
+    return PyPI.simple_url.rstrip("/")
+
+
+def pip_index() -> str | None:
+    """The index pip is configured to use: PIP_INDEX_URL, else the `index-url` of pip's
+    configuration files, in the order pip itself reads them; None for pip's default."""
+    if os.environ.get("PIP_INDEX_URL", "").strip():
+        return os.environ["PIP_INDEX_URL"].strip()
     proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
                           capture_output=True, text=True, check=False)
     for line in proc.stdout.splitlines():  # e.g. global.index-url='https://mirror/simple'
         key, _, value = line.partition("=")
         if key.rpartition(".")[2] == "index-url" and value.strip("'\""):
-            return value.strip("'\"").rstrip("/")
-    from pip._internal.models.index import PyPI  # pip's own default, not a copy of it
-
-    return PyPI.simple_url.rstrip("/")
+            return value.strip("'\"")
+    return None
 
 
 def source_dir(cache: Path, build: Build) -> Path | None:

@@ -38,6 +38,7 @@ from wheelforge.core import settings, wheelset
 from wheelforge.core.settings import ROOT
 from wheelforge.core.terminal import UserError
 from wheelforge.core.types import Lock
+from wheelforge.plan.fetch import pip_index
 
 # Every stack's runtime image is x86_64 with glibc 2.28 or newer: the lock is resolved for
 # that platform, so each locked version has a wheel for every runtime image; or for the
@@ -232,18 +233,8 @@ def uv_command() -> list[str]:
 
 def configured_index() -> str | None:
     """The index the builds use: WHEELFORGE_PIP_INDEX_URL (their secret), else pip's own
-    configured index-url, else None (uv's default, which is pip's default)."""
-    if settings.get("WHEELFORGE_PIP_INDEX_URL"):
-        return settings.get("WHEELFORGE_PIP_INDEX_URL")
-    if os.environ.get("PIP_INDEX_URL", "").strip():
-        return os.environ["PIP_INDEX_URL"].strip()
-    proc = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                          text=True, check=False)
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition("=")
-        if key.endswith(".index-url"):
-            return value.strip().strip("'\"")
-    return None
+    configured index, else None (uv's default, which is pip's default)."""
+    return settings.get("WHEELFORGE_PIP_INDEX_URL") or pip_index()
 
 
 def resolve(stack: str, python: str, wheels: list[Path], *, extra_indexes: Iterable[str],

@@ -1,10 +1,24 @@
 """The command-line layer: what tasks.py calls to turn options into a run's inputs and
 build options, to print a plan or the matrix, and to turn a user error into one line.
 
-Only tasks.py (and tests) import this module; the stages get their inputs and options
-passed down. `guarded` turns user errors into one line and an exit status. The flow:
-plan -> wheels -> image -> smoke -> publish, each step reading only the previous step's
-output.
+Only tasks.py (and tests) import this module, and it never imports jobs.py; the stages get
+their inputs and options passed down. What it gives:
+
+- `inputs`: the recipe inputs (--recipes, --recipe NAME=FILE, --src NAME=PATH, --only),
+  with the --git-rewrite values first, then WHEELFORGE_GIT_REWRITES;
+- `build_options`: the run's settings, resolved once (each command-line value over its
+  variable in the environment over the default: core/settings.py) and checked at once (a
+  bad --progress, heartbeat or --max-jobs is one line before any planning), with the CA
+  bundle (`auto`: SSL_CERT_FILE, else the system's) and the build's own folders;
+- `show_plan`, `plan_json`, `with_locks`: `invoke plan` as text or JSON, with each cell's
+  runtime-dependency lock and step key; `matrix_include`: the selected cells as a GitHub
+  Actions matrix;
+- `guarded`: a UserError becomes one `error:` line on stderr and a non-zero exit status,
+  never a traceback; a reader that closes the output pipe ends the command quietly (exit
+  141), and Ctrl-C says that nothing was swapped in (exit 130).
+
+The commands follow the flow plan -> wheels -> image -> smoke -> publish, each step
+reading only the previous step's output.
 """
 
 from __future__ import annotations

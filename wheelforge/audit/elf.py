@@ -1,20 +1,25 @@
-"""ELF files read for the audits: headers, sections and ``ar`` archives with the standard
-library (GPU code), dynamic-linking facts with pyelftools (links).
+"""ELF files read for the audits: dynamic-linking facts with pyelftools (audit/links.py), and
+headers, sections and ``ar`` archives with the standard library alone (audit/gpucode.py).
 
-The dynamic-linking facts of an ELF file, read with pyelftools (audit/links.py).
+Dynamic linking (`read_elf`, `defined`, `matches`): of an x86-64 executable or shared
+object, its DT_NEEDED names, RPATH and RUNPATH, SONAME, the versions it requires of each
+library (verneed; weak ones aside, as ld.so only warns of them) and those it defines
+(verdef), its undefined GLOBAL dynamic symbols with their versions (WEAK ones may stay
+unbound), and whether it is an extension module (it exports ``PyInit_*``). Any other file
+(another machine's code object, a relocatable object, no ELF at all) gives None; an ELF
+file that cannot be read is a UserError. pyelftools reads the section table, the dynamic
+section and the verneed/verdef tables; the dynamic symbol table is decoded with struct in
+one pass (fast on large libraries). Defined symbols are kept only for the names some
+audited file needs. pyelftools is imported inside these functions only, so the reading
+below runs with the standard library alone.
 
-pyelftools reads the section table, the dynamic section and the verneed/verdef tables;
-the dynamic symbol table is decoded with struct in one pass (fast on large libraries).
-Defined symbols are kept only for the names some audited file needs.
-
-Random-access reading of ELF files and ``ar`` archives, for audit/gpucode.py.
-
-Nothing here knows about GPUs: a ``Source`` gives bytes at an offset (a file on
-disk, a forward-only stream such as a compressed zip member, or a window into
-another source), ``elf_header`` and ``sections`` read an ELF file's header and
-section table, and ``archive_members`` lists the members of an ``ar`` archive.
-Only headers and tables are read, never whole files. Bytes that do not follow
-the format they claim raise ``Malformed``. Only the standard library is used.
+Random-access reading, for the GPU code: nothing here knows about GPUs. A ``Source`` gives
+bytes at an offset (a file on disk, a forward-only stream such as a compressed zip member,
+or a window into another source), ``elf_header`` and ``sections`` read an ELF file's header
+and section table, and ``archive_members`` lists the members of an ``ar`` archive (GNU and
+BSD long names). Only headers and tables are read, never whole files. Bytes that do not
+follow the format they claim raise ``Malformed``, and so do more than LIMIT (2**20)
+sections or archive members. Only the standard library is used.
 """
 
 from __future__ import annotations

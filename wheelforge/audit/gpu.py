@@ -1,7 +1,9 @@
-"""GPU-target audit: which AMD GPU targets the GPU code in wheels carries, and what is missing.
+"""GPU-target audit: which AMD GPU targets the GPU code in wheels carries, and what is missing
+against a cell's archs.
 
-Wheels are read, never installed or run (audit/gpucode.py reads the binaries; audit/gpu.py
-applies the rules below). A wheel's GPU code comes as:
+Wheels are read, never installed or run: audit/gpucode.py reads the binaries, and this
+module counts and judges what it read, one wheel's members at a time. A wheel's GPU code
+comes as:
 
 - offload bundles (one per translation unit; clang offload bundles in ``.hip_fatbin``,
   offload binaries in ``.llvm.offloading``) inside a member, each one a unit, and
@@ -10,9 +12,10 @@ applies the rules below). A wheel's GPU code comes as:
   with the arch folder shown as ``<arch>``; a folder tree is the path before the arch
   folder (``hsa``).
 
-An arch is covered by a target that runs on it (a generic target such as
-gfx9-4-generic covers gfx942 and gfx950; ``gfx942:xnack-`` covers gfx942). Against a
-cell's archs, one finding line per:
+Rules: an arch is covered by a target that runs on it (a generic target such as
+gfx9-4-generic covers gfx942 and gfx950; ``gfx942:xnack-`` covers gfx942). Only gfx names
+are judged: a CPU cell's archs (x86-64-v2, ...) are not, and its wheels are only reported.
+Against a cell's archs, one finding line per:
 
 - a bundle lacking one of them (``wheel: member: bundle N: missing gfx950``): a bundle
   is built for a list of archs, and one left out is a build that went wrong;
@@ -33,29 +36,24 @@ counted and shown (``partial_kernels``, ``kernels_without`` per arch, the table'
 "partial kernels" column), never a finding by itself. Code not readable here (zstd
 bundles without a decompressor) is a note, not a finding.
 
-Only the standard library is needed, so a runtime image can run it as a script:
-``python3 -m wheelforge.audit.gpu DIR_OR_WHEEL ... [--archs gfx942,gfx950] [--json]``.
-`invoke wheels` runs ``gate`` on each staged set before it is swapped in (a finding
-stops the build, the previous set stays) and stores ``Result.manifest_targets()`` as the
-manifest's ``gpu_targets``; Dockerfile.clean runs this module again before it installs.
+Where it runs: only the standard library is needed, so a runtime image can run it as a
+script: ``python3 -m wheelforge.audit.gpu DIR_OR_WHEEL ... [--archs gfx942,gfx950]
+[--json]`` (also `invoke audit`). `invoke wheels` runs ``gate`` on each staged set before
+it is swapped in (a finding stops the build, the previous set stays) and stores
+``Result.manifest_targets()`` as the manifest's ``gpu_targets``; Dockerfile.clean runs this
+module again before it installs.
 
-What the GPU-target audit read from a wheel, kept by the wheel's sha256.
-
-A rebuild whose components all come from cache re-exports byte-identical wheels,
-and cells share wheels (the runtime dependencies of two CPU cells, a component
-built once for both): each is read once, not once per cell and run. An entry is
-keyed by the wheel's sha256 (from the manifest) and by the source of the reading
-code (audit/gpucode.py, audit/elf.py, audit/gpu.py), so a changed reader never sees an old
-entry. Only what was read is kept (members and their blobs); judging against a
-cell's archs happens afresh each time. An entry that cannot be read is ignored
-and the wheel is read again; a cache that cannot be written is skipped.
-
-Judging what the GPU-target audit read from one wheel against a cell's archs.
-
-audit/gpu.py reads the wheels and states the rules for users (its docstring); this module
-applies them to one wheel's members: its bundles, its kernels, its per-arch folder
-trees, and the wheel as a whole. Only the standard library is needed (Dockerfile.clean
-runs the audit in a bare image).
+Kept readings (``gate`` only): what was read from a wheel is kept in .cache/audit, by the
+wheel's sha256. A rebuild whose components all come from cache re-exports byte-identical
+wheels, and cells share wheels (the runtime dependencies of two CPU cells, a component
+built once for both): each is read once, not once per cell and run. An entry is keyed by
+the wheel's sha256 (from the manifest) and by the source of the reading code
+(audit/gpucode.py, audit/elf.py, audit/gpu.py), so a changed reader never sees an old
+entry. Only what was read is kept (members and their blobs); judging against a cell's
+archs happens afresh each time. An entry that cannot be read is ignored and the wheel is
+read again; a wheel that could not be opened is not kept; a cache that cannot be written
+is skipped. Entries are written atomically (``write_json``, which the link audit uses for
+its kept results too).
 """
 
 from __future__ import annotations
@@ -267,7 +265,7 @@ def gate(stage: Path, manifest: dict, *, cache: Path | None = CACHE) -> dict:
     ``gpu_targets``. The table is printed when the set holds GPU code. On findings the
     finding lines and the table go to stderr and a UserError stops the build: the set is
     never swapped in, and the previous wheels/<cell>/ stays as it was. What was read from
-    each wheel is kept by its manifest sha256 in ``cache`` (audit/gpu.py).
+    each wheel is kept by its manifest sha256 in ``cache`` (see the module docstring).
     """
 
     cell = str(manifest.get("cell", stage.name))

@@ -4,30 +4,32 @@ A binary holds GPU code in one of these forms:
 
 - a standalone code object: an ELF file for machine EM_AMDGPU (224); its target
   (gfx942, gfx9-4-generic, ...) and xnack/sramecc settings live in e_flags
-  (audit/gpucode.py names them);
+  (``code_object_target`` reads them, ``MACH`` names the processors);
 - a clang offload bundle: magic ``__CLANG_OFFLOAD_BUNDLE__``, an entry count, then
   per entry offset, size and an id such as ``hipv4-amdgcn-amd-amdhsa--gfx942:xnack-``;
   or its compressed form (magic ``CCOB``, header versions 1 to 3, zlib or zstd);
 - an offload binary (magic 0x10FF10AD) whose entries carry "triple" and "arch" strings.
 
-Bundles are looked for only where they are known to be: the ``.hip_fatbin`` section
-of an ELF file (objects, shared libraries, members of ``ar`` archives), or a file
-that starts with a bundle magic; offload binaries in ``.llvm.offloading``. The
-magic strings also appear as plain text inside LLVM's own libraries, so nothing
-else is searched. A section may hold several bundles back to back; each one is
-reported on its own (``Blob``), because the union over a library hides a
-translation unit built without one arch.
+Where: bundles are looked for only where they are known to be: the ``.hip_fatbin``
+section of an ELF file (objects, shared libraries, members of ``ar`` archives), or a file
+that starts with a bundle magic; offload binaries in ``.llvm.offloading``. The magic
+strings also appear as plain text inside LLVM's own libraries, so nothing else is
+searched. A section may hold several bundles back to back; each one is reported on its
+own (``Blob``), because the union over a library hides a translation unit built without
+one arch.
 
-Reads stream (audit/elf.py reads the ELF and ``ar`` containers): only headers, section
-tables and bundle headers are read, and a compressed bundle is decompressed only as far
-as its header. Only the standard library is needed; zstd-compressed bundles need
-``zstandard`` (or Python 3.14's ``compression.zstd``) and are otherwise reported as not
-readable here. A malformed binary yields a Blob with a ``problem``; scans never raise.
+Target names: a target id is a processor name with feature settings
+(``gfx942:sramecc+:xnack-``); a generic target (``gfx9-4-generic``) runs on every
+processor of its family (``GENERIC``, after LLVM's AMDGPUUsage). ``covers`` and
+``runs_on`` say where code for a target runs; ``ARCH_RE`` tells a GPU arch name (a
+processor or generic target) from anything else.
 
-AMD GPU target names: the processor an ELF code object is for, and where code runs.
-
-A target id is a processor name with feature settings (``gfx942:sramecc+:xnack-``);
-a generic target (``gfx9-4-generic``) runs on every processor of its family.
+Reading: reads stream (audit/elf.py reads the ELF and ``ar`` containers): only headers,
+section tables and bundle headers are read, and a compressed bundle is decompressed only as
+far as its header (16 MiB at most). Only the standard library is needed; zstd-compressed
+bundles need ``zstandard`` (or Python 3.14's ``compression.zstd``) and are otherwise
+reported as not readable here. A malformed binary yields a Blob with a ``problem``; scans
+never raise, and one bad bundle does not hide the others.
 """
 
 from __future__ import annotations

@@ -15,8 +15,13 @@ For each wheel set the coverage is read from the wheels (never run): the modules
 those prebuilt, those that would compile at first use, and the GPU targets inside each
 prebuilt module (audit/gpucode.py). A prebuilt module without code for one of the cell's
 archs is rebuilt at first use on that GPU (AITER's `_needs_arch_rebuild`), so it counts
-as missing there. `invoke wheels` records it in the manifest (`jit_coverage`) and prints
-it; a stack with `jit_coverage: required` refuses a set that would compile at first use.
+as missing there; a module matching `never` is listed but never counted as missing.
+
+`invoke wheels` records it in the manifest (`jit_coverage`) and prints it; a stack with
+`jit_coverage: required` refuses a set that would compile at first use, or whose module
+list cannot be read (nothing is swapped in). `invoke audit --jit` reports it for built
+sets and exits 1 on such a set. Unlike audit/gpu.py and audit/links.py, it runs on the
+host only, not in the runtime image's build.
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
-"""Where glibc's loader finds a library: a root folder with the wheel set installed over
-it (``overlay``: installed path -> extracted file), ld.so.conf, RPATH/RUNPATH, closures.
-See audit/links.py for the search order.
-
-Link audit: would every ELF file of a wheel set load in the runtime image? (``ldd -r``
+"""Link audit: would every ELF file of a wheel set load in the runtime image? (``ldd -r``
 done by reading files: nothing of the set, nor of the image, is run).
 
-The set is seen as installed: all its wheels unpacked into one venv,
+What is read: the set is seen as installed: all its wheels unpacked into one venv,
 /opt/venv/lib/pythonX.Y/site-packages (X.Y: the image's python3), ``*.data/scripts`` in
-/opt/venv/bin, ``*.data/data`` in /opt/venv. The image is a root folder (core/rootfs.py makes
-one from a local image). For each x86-64 executable and shared object of the set, like
-glibc's loader:
+/opt/venv/bin, ``*.data/data`` in /opt/venv. The image is a root folder (core/rootfs.py
+makes one from a local image). ``Fs`` is that root with the set laid over it (installed
+path -> extracted file), symlinks followed inside the root; ``Linker`` finds libraries in
+it the way glibc's loader does, from ld.so.conf, RPATH/RUNPATH and the default folders,
+and loads closures.
+
+Rules: for each x86-64 executable and shared object of the set, like glibc's loader:
 
 - every DT_NEEDED is found, breadth first over the whole closure: a name already loaded
   (by SONAME or by the name it was needed as) is not searched again; else DT_RPATH (only
@@ -25,17 +25,25 @@ glibc's loader:
   library that extension modules load are checked in a python process: the image's
   interpreter (its libpython, if any, follows as its DT_NEEDED) is loaded first. When a
   library of the closure is missing, its symbols are not judged (counted as unchecked).
+  A wheel whose tags are not for the image's Python (pip will refuse it) is noted, and the
+  interpreter's symbols it uses are not judged.
 
 Why not auditwheel's lddtree: it resolves files on one disk tree (the set would have to be
 unpacked under the image's root), follows DT_NEEDED only (no verneed, no symbols), does not
 pass over a linker script or another machine's file, nor match loaded SONAMEs, and would
 bring auditwheel into runtime images, which have no network; the search order is ~40 lines.
-ELF files are read with pyelftools (section, dynamic, verneed/verdef tables); the symbol
-tables are decoded with struct in one pass, which keeps large libraries fast.
+ELF files are read with pyelftools (audit/elf.py: section, dynamic, verneed/verdef tables);
+the symbol tables are decoded with struct in one pass, which keeps large libraries fast.
 
-CLI: ``python3 -m wheelforge.audit.links --root DIR WHEEL_OR_SET... [--json]``
-(exit 1 on findings). `invoke wheels` runs ``gate`` on every staged set; Dockerfile.clean
-runs the CLI with ``--root /`` before it installs.
+Where it runs: ``python3 -m wheelforge.audit.links --root DIR WHEEL_OR_SET... [--json]``
+(exit 1 on findings; also `invoke audit --links`). `invoke wheels` runs ``gate`` on every
+staged set against the root of the cell's runtime image. That root lacks the cell's runtime
+apt packages, so while the cell has any, a missing library is a note there (unless the set
+ships that library itself); Dockerfile.clean runs the CLI with ``--root /`` after those
+packages are in, before it installs the set. A set that passed ``gate`` against an image's
+extracted root is kept in .cache/link-audit by the sha256 of each of its wheels, the image
+ID, leniency and the source of links.py and elf.py, so a no-op rebuild audits nothing
+again; a finding is never kept.
 """
 
 from __future__ import annotations

@@ -1,22 +1,38 @@
-"""`invoke wheels`: fetch sources, bake every planned component, assemble cell sets.
+"""`invoke wheels`: turn a plan into audited wheel sets, one wheels/<cell>/ with manifest.json
+per selected cell.
 
-1. fetch each build's source on the host (plan/fetch.py);
-2. `docker buildx bake` the plan's targets one at a time in dependency order
-   (bake.batches), each shared component once, each with the builder's whole width;
-   a dependent reads its dependencies' export folders;
-3. bake the runtime-dependency stage of each cell over its built wheels;
-4. audit each staged set's GPU code against the cell's archs (audit/gpu.py: a missing
-   arch stops the build before anything is swapped in; the targets go into the manifest);
-5. write wheels/<cell>/ with manifest.json, swapped in atomically (core/wheelset.py).
+A run (`build_wheels`):
 
-One `invoke wheels` per checkout at a time.
+1. print the run's settings, make the plan and run the ERROR part of `invoke check`
+   (contract/) before the checkout lock is taken: a recipe error is reported at once;
+2. take the checkout lock (below), bring up the engine, note each cell's plan
+   (core/wheelset.py), make the base images this project makes (core/rootfs.py), and
+   start extracting the runtime images' roots for the link audit in the background;
+3. fetch each build's source on the host (plan/fetch.py);
+4. `docker buildx bake` the plan's targets one at a time in dependency order
+   (build/bake.py, batches), each shared component once, each with the builder's whole
+   width; a dependent reads its dependencies' export folders. build/progress.py shows the
+   progress, and the run's timeline is written even when a build fails;
+5. check the exported wheels: vendor wheels against their recipe's sha256 map, and every
+   wheel's version against its recipe's (plan/__init__.py, gate);
+6. stage each cell's wheels and bake the runtime-dependency stage of each cell over them,
+   after checking them against the cell's lock (plan/runtime_lock.py); a (stack, Python)
+   that has no lock yet while its sets need the index is locked here with uv, to be
+   committed, but an existing lock is never remade here;
+7. audit each staged set: its GPU code against the cell's archs (audit/gpu.py), its links
+   against the cell's runtime image (audit/links.py) and its JIT coverage (audit/jit.py);
+   each result goes into the manifest, and a finding stops the build before anything is
+   swapped in;
+8. write each manifest and swap each set in atomically (core/wheelset.py), once every
+   cell's set has passed: a failed run leaves every previous wheels/<cell>/ as it was.
 
-Two builds in one checkout share `.cache/exports`, `.cache/sources` and the
-staging folders under wheels/, and each clears what it takes for leftovers of
-an interrupted run: they would delete each other's work in progress. A second
-build therefore refuses at once, in one line naming the holder's pid. The lock
-is `fcntl.flock` on `.cache/wheels.lock`: the kernel releases it when the
-holder exits in any way (Ctrl-C, a crash, kill -9), so it never goes stale.
+One build per checkout at a time. Two builds in one checkout share `.cache/exports`,
+`.cache/sources` and the staging folders under wheels/, and each clears what it takes for
+leftovers of an interrupted run: they would delete each other's work in progress. A second
+build therefore refuses at once, in one line naming the holder's pid. The lock is
+`fcntl.flock` on `.cache/wheels.lock` (`held`; jobs.py takes it for `invoke check`,
+`nightly` and `demo` too): the kernel releases it when the holder exits in any way
+(Ctrl-C, a crash, kill -9), so it never goes stale.
 """
 
 from __future__ import annotations
@@ -329,7 +345,8 @@ def _runtime_deps(plan: Plan, options: bake.Options, stages: dict[str, Path],
 def _lock_where_none(plan: Plan, options: bake.Options, stages: dict[str, Path]) -> None:
     """A (stack, Python) with no lock yet whose sets need the index is locked here, from
     the staged wheels, as `invoke lock` would (uv); said on one line, to be committed. A
-    lock that exists is never remade here: one the wheels outgrew is refused (lock.check)."""
+    lock that exists is never remade here: one the wheels outgrew is refused
+    (runtime_lock.check)."""
     groups: dict[Path, list] = {}
     for cell in plan.cells:
         lock = plan.locks[cell.id]

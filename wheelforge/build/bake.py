@@ -1,26 +1,31 @@
 """The buildx bake definition of a plan: a 1:1 map from builds to bake targets.
 
-Each component build becomes a target of docker/Dockerfile.wheels (stage
-`export`); its source tree is the `src` named context, and every target exports
-its outputs (wheels and/or an install prefix) to `exports/<target>/` on the host.
+Targets: each component build becomes a target of docker/Dockerfile.wheels (stage
+`export`); its source tree is the `src` named context, what build-component needs to run
+the recipe is the SPEC build argument, and every target exports its outputs (wheels and/or
+an install prefix) to `exports/<target>/` on the host.
 
-Dependencies go by waves, not by `target:` contexts: `invoke wheels` bakes the
+Order: dependencies go by waves, not by `target:` contexts: `invoke wheels` bakes the
 builds in dependency order (waves(): a build's level is its longest dependency chain),
 one target per bake (batches()), and a dependent's `depN` contexts are its
-dependencies' export folders. Why not one bake with `target:` contexts (the first
-design): a dependent's solve then holds its dependencies' steps too, resolved with
-whichever job reaches them first, so after a pruned builder a registry-cache import
-now and then rebuilt a dependency inside a dependent, or failed with "no active
-sessions" once the dependency's own job had ended. Why not a wave per bake (the
-second): see batches(). With export folders each target's solve is its own steps
-only; a local context is keyed by its content, so a dependency that came from the
-cache gives its dependents the same key. The price: an install prefix (LLVM/MLIR) is
-copied to the host and back into its dependents' builds.
+dependencies' export folders. Why not one bake with `target:` contexts: a dependent's
+solve then holds its dependencies' steps too, resolved with whichever job reaches them
+first, so after a pruned builder a registry-cache import now and then rebuilt a
+dependency inside a dependent, or failed with "no active sessions" once the dependency's
+own job had ended. Why not a wave per bake: see batches(). With export folders each
+target's solve is its own steps only; a local context is keyed by its content, so a
+dependency that came from the cache gives its dependents the same key. The price: an
+install prefix (LLVM/MLIR) is copied to the host and back into its dependents' builds.
 
-Nothing in it depends on the client machine: MAX_JOBS is computed by the build
-step on the builder (the client's --max-jobs travels in a BuildKit secret), and
-registry/local caches are per build key (cache_tags), so builds of different
-variants, arch sets or channels never share an entry.
+Caches: nothing in the definition depends on the client machine: MAX_JOBS is computed by
+the build step on the builder (the client's --max-jobs travels in a BuildKit secret), and
+registry/local caches are per build key (cache_tags), so builds of different variants,
+arch sets or channels never share an entry. Each build also reads and writes a fallback
+tag, the last build of its component in its first cell, for partial reuse once its key has
+moved on; in a registry the fallback tags live in a repository of their own (cache_ref).
+
+Secrets: the CA bundle, the private pip index URL and the build-jobs budget reach the step
+as BuildKit secrets only, never as a layer, a build argument or a value in the bake file.
 """
 
 from __future__ import annotations

@@ -1,29 +1,30 @@
-"""Progress of a bake as it runs: heartbeat lines, the full log, and per-build timings.
+"""Progress of the bakes of `invoke wheels`: heartbeat lines or the full log while they run,
+the recipe line of a failed step, and the run's timeline as one HTML file.
 
-`Tracker` reads BuildKit's `--progress=rawjson` status objects (core/engine.py hands
-each one over as it arrives). Each build of the plan is one RUN step of
-Dockerfile.wheels' build stage, `build-component build TARGET`: the vertex
-whose name carries the target is that build, whatever bake prefix it shows
-(BuildKit shares a vertex between targets and names it after any of them).
-docker/build-component.py prints `wheelforge-step: N/M` before each recipe step,
-so the step a build is in (and the step that failed) is known here and mapped
-to the recipe's file:line.
+Reading (`Tracker`): BuildKit's `--progress=rawjson` status objects (core/engine.py hands
+each one over as it arrives). Each build of the plan is one RUN step of Dockerfile.wheels'
+build stage, `build-component build TARGET`: the vertex whose name carries the target is
+that build, whatever bake prefix it shows (BuildKit shares a vertex between targets and
+names it after any of them). docker/build-component.py prints `wheelforge-step: N/M`
+before each recipe step, so the step a build is in (and the step that failed) is known
+here and mapped to the recipe's file:line (`failure_where`); under GitHub Actions that
+line also gets an error annotation. Escape sequences and other control characters in the
+build output are dropped.
 
-Two modes (`--progress` on `invoke wheels`, or WHEELFORGE_PROGRESS):
+Display: two modes (`--progress` on `invoke wheels`, or WHEELFORGE_PROGRESS):
   auto   every WHEELFORGE_HEARTBEAT_SECONDS (default 10) one line per running
          build: `[cell] component: step N/M, 2m31s, last: <its last log line>`
   plain  every log line of every build as it arrives, prefixed `[component]`
-Lines are plain text (no cursor movement, no colours), on stderr.
+Lines are plain text (no cursor movement, no colours), on stderr. A thread beats while the
+bakes run, so silent builds still get their heartbeat lines.
 
-The build timeline of an `invoke wheels` run: one self-contained HTML file.
-
-One bar per component and cell (a build shared by several cells shows in each),
-from the start to the end of its build step as BuildKit ran it; cache hits,
-failures and builds that never ran are coloured apart, and the critical path --
-the chain through the dependency graph whose build times add up the most, the
-one that bounds the run however many cores there are -- is outlined. Inline
-SVG, no script and nothing fetched: the file opens anywhere, also offline.
-Written as wheels/timeline-<UTC time>.html (the newest 20 are kept), copied to
+Timeline (`render`, `write`): one bar per component and cell (a build shared by several
+cells shows in each), from the start to the end of its build step as BuildKit ran it;
+cache hits, failures and builds that never ran are coloured apart, and the critical path
+-- the chain through the dependency graph whose build times add up the most, the one that
+bounds the run however many cores there are -- is outlined. Inline SVG, no script and
+nothing fetched: the file opens anywhere, also offline. Written, also for a failed run, as
+wheels/timeline-<UTC time>.html (the newest 20 are kept) and copied to
 wheels/timeline.html.
 """
 

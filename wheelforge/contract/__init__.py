@@ -1,18 +1,36 @@
-"""Is a recipe's pin on its branch? Asked of git, with the branch's commits only.
+"""Source contract checks (`invoke check`): each recipe against upstream's own files at the
+planned source, before a long build.
 
-The branch is fetched into a bare repository under `work` with `--filter=tree:0`
-(commits, no trees or blobs) where the server allows it; a local file:// mirror
-is allowed it through a git configuration made here, which includes the user's
-own. Then `git merge-base --is-ancestor PIN BRANCH` answers.
+Every planned source is fetched the way `invoke wheels` fetches it (same cache) and read
+statically (contract/upstream.py); the cheap parts of the build that decide its version and
+requirements are run (contract/computed.py). A source is read once per component, however
+many cells share it; `--skip NAME` leaves a component unread, with one `skipped` line.
 
-Source contract checks: each recipe against upstream's own files at the planned source.
+Findings: each finding is one line, the recipe's file:line (of the key concerned) first,
+and each source ends with one `ok` line saying what was read.
 
-Before a long build, every planned source is fetched the way `invoke wheels`
-fetches it (same cache) and read statically (contract/upstream.py): a declared output
-that upstream does not produce, or a pin that its branch does not contain, is an
-ERROR; a variable the recipe sets that nothing reads, or a build requirement no
-step provides, is a WARNING. Each finding is one line, the recipe's file:line
-(of the key concerned) first.
+- ERROR: a source that cannot be fetched; a declared output that upstream does not
+  produce (or upstream has no Python packaging at all); a pin that its branch does not
+  contain; a version the build would not give its wheels, or no `outputs.version` for a
+  git source; a build requirement that the versions the cell's set will contain do not
+  meet (one line per requirement, not per cell); an ABI package (pybind11, nanobind)
+  installed unpinned or pinned off upstream's pin; a build variable set from the variant
+  that upstream also reads at run time but `runtime_env` lacks; an index source's packages
+  or wheel files that do not match the recipe (recipes/component.py).
+- WARNING: a submodule that cannot be fetched; an output whose upstream name cannot be
+  read statically; a variable the recipe sets that nothing reads (compilers' and standard
+  tools' variables aside); a build requirement no step provides; a version that cannot be
+  computed here; a setuptools_scm source whose own .dockerignore drops `.git` while the
+  recipe sets no pretend version; a `runtime_env` variable nothing reads at run time.
+
+`invoke wheels` runs the ERROR part first (`require_no_errors`): each error on its own
+line, then a UserError.
+
+A pin on its branch (`pin_on_branch`) is asked of git, with the branch's commits only: the
+branch is fetched into a bare repository under `work` with `--filter=tree:0` (commits, no
+trees or blobs) where the server allows it; a local file:// mirror is allowed it through a
+git configuration made here, which includes the user's own. Then `git merge-base
+--is-ancestor PIN BRANCH` answers.
 """
 
 from __future__ import annotations

@@ -1,19 +1,29 @@
-"""The contract checks that run something: what upstream's build will really do.
+"""The contract checks that compute what upstream's build will really do, running its cheap
+parts where reading is not enough.
 
-Reading files let wrong versions and unmet build requirements through; these checks
-execute the cheap parts of the build instead, on the source tree exactly as the
-build context will present it:
+Reading files alone would let wrong versions and unmet build requirements through; these
+checks work on the source tree exactly as the build context will present it:
 
 - the version: setuptools_scm is run on the tree (with the build's environment, so a
   pretend version counts), after the tree's own .dockerignore is applied the way
   BuildKit applies it to a named context (a dropped ``.git`` means no history at all);
   a static version (PKG-INFO, ``[project] version``, setup.cfg, a literal in setup.py)
-  is read as it is. The result must meet the build's expectation (plan/__init__.py);
+  is read as it is; otherwise the expression setup.py passes as ``setup(version=...)`` is
+  evaluated after only setup.py's imports, function definitions and the top-level
+  assignments that call none of its own functions (setup() itself never runs). The
+  result must meet the build's expectation (plan/__init__.py). Each run has
+  SCM_TIMEOUT_S (120 s); a version that cannot be computed here is a warning, and
+  `invoke wheels` checks the built wheel instead;
 - the build requirements: ``[build-system] requires`` (when a step builds without
   isolation) and the requirements files the steps install, evaluated with
   ``packaging`` against the versions the cell's set will contain;
 - the ABI pins: packages whose binary interface crosses modules (pybind11, nanobind)
-  are pinned with ``==`` in the steps, to the version upstream pins where it does.
+  are pinned with ``==`` in the steps, to the version upstream pins where it does;
+- the run-time environment: a build variable that a variant sets and that the
+  component's own packages (those its recipe imports, read statically) also read at run
+  time must be in ``runtime_env`` too (else the image runs with upstream's default:
+  AITER's ENABLE_CK is 1 unless set); a ``runtime_env`` variable that they never read is
+  a warning.
 """
 
 from __future__ import annotations

@@ -1,35 +1,32 @@
-"""Upstream's own files, read statically: a planned source's tree for `invoke check`,
-what its build is called and requires, and what it reads from the environment.
+"""Upstream's own files, read statically for `invoke check`: a planned source's tree, what
+its build is called and requires, and what it reads from the environment.
 
-What an upstream build reads from the environment, found statically.
+The tree (`source_tree`): the check reads a source's contract from upstream's own
+top-level files. A submodule that cannot be fetched from here (a host without access to
+it, a mirror that lacks it) is named in a warning and the tree is read without its
+submodules; a top-level source that cannot be fetched is an error (UserError). Each
+submodule listed in `.gitmodules` is probed at the commit the tree records for it
+(`--depth 1`, into a scratch repository), with the same rewrites and file-protocol rule
+as `invoke wheels` (plan/fetch.py). Trees are fetched into the check's own folder, which
+no build clears while it fetches (a build clears the build cache's unfinished fetches when
+it starts), and then handed to the build cache whole, with one rename.
 
-Environment variables come from the files a build runs: setup.py and the Python
-modules it imports from the tree, shell build scripts (those the recipe's steps
-name, build*.sh, and the scripts they call), and CMake files. Nothing here runs
-upstream code.
+Names, versions and requirements (`dist_name`, `pyproject_build_requires`,
+`requirements_file`): names and versions come from PKG-INFO (an sdist's own metadata,
+authoritative), pyproject.toml, setup.cfg, or a literal `name=` in setup.py found with
+`ast` (also through a variable assigned once, or an environment read, whose variable the
+recipe may set); build requirements from pyproject.toml and requirements files (`-r`
+followed). A value that cannot be read without running code is reported as unknown,
+never guessed.
 
-A planned source's tree for `invoke check`, and the submodules that cannot be fetched.
+Environment reads (`build_files`, `env_reads`): variables come from the files a build
+runs: setup.py (at the top and in the folders the steps name), the Python files the
+steps name, and the modules these import from the tree (400 files at most); shell build
+scripts (those the recipe's steps name, build*.sh in the top two levels, and the scripts
+they call, one level deep); and CMake files (5000 at most). In Python, a literal name
+handed to a function that reads the variable its argument names counts too.
 
-The check reads a source's contract from upstream's own top-level files: a
-submodule that cannot be fetched from here (a host without access to it, a
-mirror that lacks it) is named in a warning and the tree is read without its
-submodules; a top-level source that cannot be fetched is an error (UserError).
-Each submodule listed in `.gitmodules` is probed at the commit the tree records
-for it (`--depth 1`, into a scratch repository), with the same rewrites and
-file-protocol rule as `invoke wheels` (plan/fetch.py).
-
-Trees are fetched into the check's own folder, which no build clears while it
-fetches (a build clears the build cache's unfinished fetches when it starts),
-and then handed to the build cache whole, with one rename.
-
-Read an upstream source tree statically: what it is called and what it requires.
-
-Nothing here runs upstream code. Names and versions come from PKG-INFO (an
-sdist's own metadata, authoritative), pyproject.toml, setup.cfg, or a literal
-`name=` in setup.py found with `ast`; build requirements from pyproject.toml and
-requirements files. What a build reads from the environment is contract/upstream.py.
-A value that cannot be read without running code is reported as unknown, never
-guessed.
+Nothing here runs upstream code; contract/computed.py runs the parts that must be run.
 """
 
 from __future__ import annotations

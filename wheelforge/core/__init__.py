@@ -1,3 +1,4 @@
-"""What every stage shares: settings, the user's error type and tables, the plan's data
-types, the engine, wheel sets on disk and runtime images' root filesystems.
+"""What every stage shares: settings, the user's error type and tables, the data types passed
+from stage to stage, the engine, wheel sets on disk, and root filesystems (base images
+made here, runtime images' roots for the link audit).
 """

@@ -1,20 +1,31 @@
-"""The Docker engine: bringing one up on this host, and every call to it and to buildx.
+"""The Docker engine: every call to it and to buildx, and bringing one up on this host.
 
-Every call to the Docker engine and buildx goes through this module.
+Calls: every call to the Docker engine and buildx goes through this module (`docker`,
+`run_build`, `bake`; the client is WHEELFORGE_DOCKER). Commands are argument lists, never
+shell strings. A failing call raises a UserError with docker's last error line.
 
-Commands are argument lists, never shell strings. Builds run with
-`--progress=rawjson`, so that progress, cache hits, durations and the one
-`wheelforge-error:` line of a failing step can be read per bake target.
+Builds run with `--progress=rawjson`, so that progress, cache hits, durations and the one
+`wheelforge-error:` line of a failing step can be read per bake target; each status object
+is also handed on as it arrives (build/progress.py), and a step that marks its parts with
+`wheelforge-phase:` lines (Dockerfile.clean) has each part timed. A bake definition is
+written to a temporary file and given exactly the file-system entitlements it reads and
+writes (`--allow fs.read=...`, `fs.write=...`), which buildx asks for from 0.19 on. A
+builder that is a docker context builds as the current context (`docker --context NAME
+buildx ...`), as buildx uses the `docker` driver only that way.
 
-Bring up the engine a build needs on this host.
+Bringing an engine up (`engine_running`): an engine that already answers is reused and left
+running. Otherwise dockerd is started with the containerd image store (needed for cache
+export, local outputs and named contexts) and stopped again by whoever started it. Another
+dockerd release than the system's (e.g. one unpacked beside it) gets a data root and exec
+root of its own under .cache/engine, so two releases never share one.
 
-An engine that already answers is reused and left running. Otherwise dockerd is
-started with the containerd image store (needed for cache export, local outputs
-and named contexts) and stopped again by whoever started it.
+A scratch engine (the test suite's) starts on an empty data root of its own and that root
+is removed when it stops: a run leaves no images or build cache behind, and two runs, or
+two engine releases in one run, never share or pile up storage. A root is never removed
+while anything is still mounted under it.
 
-A scratch engine (the test suite's) starts on an empty data root of its own and
-that root is removed when it stops: a run leaves no images or build cache behind,
-and two runs, or two engine releases in one run, never share or pile up storage.
+The oldest supported releases are dockerd 26.1 and buildx 0.13: an older buildx is refused
+here, and ci/setup-host.sh checks both.
 """
 
 from __future__ import annotations

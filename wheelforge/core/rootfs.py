@@ -1,30 +1,36 @@
-"""Root filesystems: base images made with debootstrap, and a runtime image's root as a
-folder for the link audit.
+"""Root filesystems: the base images this project makes with debootstrap, and a runtime
+image's root as a folder for the link audit (with the pyelftools wheel that audit needs
+inside an image build).
 
-Base images that no registry can give this host, made with debootstrap.
+Base images (`ensure_images`, `make_image`, `ensure_roots`): the demo stacks name images
+that no registry can give this host, which this project makes itself (`docker import` of a
+minbase debootstrap root); production stacks name real images, pulled as usual. The Debian
+mirror is the host's own (the first main-archive entry of its apt sources), or
+WHEELFORGE_DEBIAN_MIRROR; when the host's apt is told not to check Valid-Until (a mirror
+serving snapshots), the root's apt is told so too. Each root is kept as a gzip-compressed
+tar file (about 40% of the root's size; `docker import` reads it as it is) under
+.cache/base, named by what went into it, so an engine that lost the image (or a second
+engine with its own storage) imports the same root again in seconds instead of
+bootstrapping a moving suite such as sid anew. A root is bootstrapped under a file lock
+(another process may be making the same one) and renamed into place only when complete;
+`ensure_roots` makes the roots alone, without an engine.
 
-The demo stacks name images that this project makes itself (`docker import` of
-a debootstrap root); production stacks name real images, pulled as usual.
-
-The Debian mirror is the host's own (the first main-archive entry of its apt
-sources), or WHEELFORGE_DEBIAN_MIRROR. Each root is kept as a gzip-compressed tar
-file (about 40% of the root's size; `docker import` reads it as it is) under
-.cache/base, named by what went into it, so an engine that lost the image (or a
-second engine with its own storage) imports the same root again in seconds
-instead of bootstrapping a moving suite such as sid anew.
-
-The part of a runtime image's filesystem that the link audit reads, as a folder.
-
-The image is never started: ``docker create`` makes a container of it, ``docker export``
-streams its filesystem, which tarfile reads as it comes (``r|``), and the container is
-removed again. Kept: regular files and symlinks whose names contain ``.so`` (shared
-objects), every symlink (tiny; a merged-/usr image's ``/lib -> usr/lib`` must stay a
-link), the Python interpreters under /usr/bin and /usr/local/bin, and /etc/ld.so.conf
-with /etc/ld.so.conf.d/*. Hard links are kept as hard links; one whose first name was not
-kept (its data went by) is filled by a second pass over the export.
-
+A runtime image's root (`root_for`, `extract`): the part of its filesystem that the link
+audit reads, as a folder. The image is never started: ``docker create`` makes a container
+of it, ``docker export`` streams its filesystem, which tarfile reads as it comes (``r|``),
+and the container is removed again. Kept: regular files and symlinks whose names contain
+``.so`` (shared objects), every symlink (tiny; a merged-/usr image's ``/lib -> usr/lib``
+must stay a link), the Python interpreters under /usr/bin and /usr/local/bin, and
+/etc/ld.so.conf with /etc/ld.so.conf.d/*. Hard links are kept as hard links; one whose
+first name was not kept (its data went by) is filled by a second pass over the export.
 The folder is cached as .cache/image-roots/<image id>/ and made atomically: written into a
 temporary folder beside it and renamed into place, so a stopped run leaves no half root.
+`Prefetch` extracts the roots in a background thread while the components build; an image
+that fails there is extracted again by the audit, which reports the error.
+
+The pyelftools wheel (`tools_context`): Dockerfile.clean's link audit runs without network,
+so `invoke image` passes the pinned pure-Python wheel, downloaded once into .cache/tools
+and checked against its sha256, as the `tools` build context.
 """
 
 from __future__ import annotations

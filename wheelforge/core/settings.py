@@ -8,13 +8,15 @@ output path that a variable moves is the wheel sets' root, WHEELS
 Variables: `VARS` lists every `WHEELFORGE_*` variable, with its default, a one-line
 description, the invoke option that does the same where there is one, whether its
 value is a secret, and who reads it (this package, ci/setup-host.sh, or the build
-step inside BuildKit). The package reads them only here: `get(NAME)` for one value,
-`current()` for all of them as a `Settings`, resolved once per run with the command
-line's options over them (cli.py), printed as the run's summary and passed down. A
-variable set to the empty string (or to blanks) counts as unset. docs/settings.md is the
-same list for people; tests/unit/test_settings.py keeps the two and the code in step.
+step inside BuildKit); MAX_JOBS, not its own, is read here too. The package reads them
+only here: `get(NAME)` for one value, `current()` for all of them as a `Settings`,
+resolved once per run with the command line's options over them (cli.py), printed as
+the run's summary and passed down. A variable set to the empty string (or to blanks)
+counts as unset. docs/settings.md is the same list for people;
+tests/unit/test_settings.py keeps the two and the code in step.
 
-Standard library only: wheelforge/audit/gpu.py imports it inside runtime images.
+Standard library only: audit/gpu.py and audit/links.py import it inside runtime
+images (their cache folders are named here).
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ class Settings:
     index_url: str | None
     debian_mirror: str | None
     progress: str
-    heartbeat_seconds: str  # checked where used (progress.Settings)
+    heartbeat_seconds: str  # checked where used (build/progress.py, Display.of)
     docker: str
     max_jobs: str | None
     from_env: frozenset[str]  # names set in the environment

@@ -1,5 +1,6 @@
 """The data every stage passes on: the matrix and its cells, recipes and their sources,
-resolved sources, builds, the plan, the user's inputs and runtime-dependency locks.
+resolved sources, builds, the plan, the user's inputs, runtime-dependency locks, a
+recipe's smoke checks and the version a built wheel must have.
 
 Frozen dataclasses only; how they are made lives in the stage that makes them:
 recipes/ (matrix and recipes, loaded and validated), plan/ (sources resolved to exact

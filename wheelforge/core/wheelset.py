@@ -1,28 +1,30 @@
-"""Wheels on the host: their file names, and a cell's wheel set on disk.
+"""Wheels on the host: how their file names are read, and a cell's wheel set on disk,
+wheels/<cell>/*.whl plus manifest.json.
 
-Wheel file names, distribution names and versions, read one way on the host.
+File names: everything the host side reads from a wheel file name goes through `parse`
+(the wheel spec's name form, as `packaging` reads it: the installers' own rules), names
+are compared by `canonical` (PEP 503) and versions by `version` (PEP 440). Exceptions, on
+purpose: code that runs inside images with only the standard library keeps its own stdlib
+reading -- docker/build-component.py, docker/wheelset-check.py (which also asks pip's
+vendored `packaging` where the image's Python has pip), docker/record-check.py, and the
+smoke suite (wheelforge/smoke/), which runs in the runtime image.
 
-Everything the host side reads from a wheel file name goes through `parse` (the
-wheel spec's name form, as `packaging` reads it: the installers' own rules), names
-are compared by `canonical` (PEP 503) and versions by `version` (PEP 440).
+Checks: the checks of a set are those of docker/wheelset-check.py, the script the runtime
+image runs before pip sees a wheel. This module loads that same file, so the host and the
+image can never disagree, and a set the host accepts is one the image accepts: a
+manifest's shape, wheel file names, and every wheel opened (sound zip, safe member paths,
+every member in RECORD with its hash).
 
-Exceptions, on purpose: code that runs inside images with only the standard
-library keeps its own stdlib reading -- docker/build-component.py,
-docker/wheelset-check.py (which also asks pip's vendored `packaging` where the
-image's Python has pip), docker/record-check.py, and the smoke suite
-(wheelforge/smoke/), which runs in the runtime image. core/wheelset.py loads
-docker/wheelset-check.py, so a set the host accepts is one the image accepts.
+Writing: a set is assembled in a hidden staging folder next to its final place and swapped
+in with one atomic rename-exchange (renameat2) at the very end, so an interrupted or failed
+build leaves the previous wheels/<cell>/ exactly as it was. Where the C library has no
+renameat2, the old set is first renamed aside (.old-<cell>). `clean_stale` removes what
+interrupted builds left behind, never a finished set.
 
-A cell's wheel set on disk: wheels/<cell>/*.whl plus manifest.json.
-
-A set is assembled in a hidden temporary folder next to its final place and
-swapped in with one atomic rename-exchange at the very end, so an interrupted
-or failed build leaves the previous wheels/<cell>/ exactly as it was.
-
-The checks of a set are those of docker/wheelset-check.py, the script the runtime
-image runs before pip sees a wheel; this module loads that same file, so the host
-and the image can never disagree: a manifest's shape, wheel file names, and every
-wheel opened (sound zip, safe member paths, every member in RECORD with its hash).
+The plan a set is from: before it builds, `invoke wheels` notes each cell's plan (a short
+hash of its components' keys) in wheels/.planned/<cell>. `require_planned` refuses a set
+that is not from that plan: after a failed build the previous set stays, but no image is
+made from it unnoticed (deleting the note accepts it).
 """
 
 from __future__ import annotations

@@ -1,8 +1,22 @@
-"""`invoke image`: a cell's wheel set -> its runtime image (docker/Dockerfile.clean).
+"""`invoke image`: a cell's wheel set -> its runtime image (docker/Dockerfile.clean), in which
+nothing compiles.
 
-Reads only wheels/<cell>/ (the previous step's output). The wheel set enters as
-a named build context and is bind-mounted for the install, never copied; the
-image carries OCI labels saying what is inside.
+Reads only wheels/<cell>/ (the previous step's output; jobs.py first checks that it is the
+set the last `invoke wheels` for that cell planned). The wheel set enters as a named build
+context and is bind-mounted for the install, never copied; inside the build it is checked
+(RECORD, tags, the GPU-target and link audits) and installed with `pip --no-index`. The
+build has no network, so the pinned pyelftools wheel for the link audit comes as the
+`tools` context (core/rootfs.py); a base image this project makes is made first. The
+manifest's runtime_env becomes the image's environment through Dockerfile.clean's four
+NAME/VALUE slots (a cell with more than four is refused), and `runtime_apt` adds packages
+to the manifest's. The image carries labels saying what is inside: the OCI ones (with the
+wheelforge revision and the base image) and dev.wheelforge.* (cell, stack, archs and the
+sha256 of the manifest).
+
+After a build, `Built` records the image's size against its base image, the installed
+wheels and the runtime apt packages it added (the rest is overhead, `images_summary`),
+and the time of each part of Dockerfile.clean's step. `describe` says what a (pulled)
+image holds, from its labels and its manifest.
 """
 
 from __future__ import annotations

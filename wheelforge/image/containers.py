@@ -1,10 +1,15 @@
 """Run a runtime image with the ROCm device flags: the smoke suite, a shell, a command.
 
-On a ROCm host the container gets /dev/kfd and /dev/dri, the groups that own
-them (by number, so the image needs no matching group names), host IPC, a
-large /dev/shm and the seccomp profile that ROCm's debugger interfaces need.
-On a host without them (CI, a laptop) the container runs without devices and
+On a ROCm host the container gets /dev/kfd and /dev/dri, the groups that own them (by
+number, so the image needs no matching group names), host IPC, a large /dev/shm, and the
+seccomp and ptrace settings that ROCm's debugger interfaces need (seccomp unconfined,
+SYS_PTRACE). On a host without them (CI, a laptop) the container runs without devices and
 the smoke suite's GPU checks report why they were skipped.
+
+The smoke suite (wheelforge/smoke/) is bind-mounted read-only into the image and runs as
+the invoking user, given the image's digest (its registry digest when pulled, else its
+local ID) for its report; the report is written into a folder only that user can write to
+and copied out atomically. `smoke_on_host` runs the same suite on this host instead.
 """
 
 from __future__ import annotations

@@ -1,28 +1,38 @@
-"""The plan: every source of the selected cells resolved, every build with its key, and
-the version each built wheel must have.
+"""The plan: everything `invoke wheels` will run, computed before anything runs: every
+source of the selected cells resolved, every build with its key, and the version each
+built wheel must have.
 
-A component build for one cell, and its content-addressed key.
+What `make_plan` gives: for each cell and component the resolved source, the rendered
+environment, the steps, the dependencies and a content-addressed key (below); a component
+with the same key in several cells is one build shared by them. Each cell also has its
+runtime-dependency lock (plan/runtime_lock.py), and `runtime_apt`, `runtime_env` and
+`extra_indexes` give its runtime system packages, its run-time environment (two runtime
+components that set one variable differently are refused: one image has one environment)
+and the indexes its index sources come from. The data types are core/types.py; the
+recipes come from recipes/; git rewrites are --git-rewrite's first, then the matrix's own.
 
-The key changes when, and only when, something that reaches the output changes:
-the recipe, the resolved source, the base image, the Python version, the values
-of the cell placeholders the recipe uses (an arch list only matters to a
-component whose env mentions it), the build files, and the dependencies' keys.
+Resolving: each recipe's source becomes exactly one tree. On the nightly channel a git
+source with a branch becomes the commit at the branch head (plan/fetch.py); otherwise it
+is its pin, and a git source with a branch only is refused on the stable channel. An
+sdist is its pinned version and sha256; an index source its pins (from a nightly index
+on the nightly channel: its unpinned names and the day, since unpinned nightly wheels
+change every day); a local checkout (--src, `path:`) its folder and a fingerprint of its
+state (HEAD plus uncommitted changes, else its files' sizes and times).
 
-Plan: resolve every source of the selected cells and give each build a cache key.
+Keys: a build's key changes when, and only when, something that reaches the output
+changes: the recipe, the resolved source (never the mirror URL, a branch name or where a
+checkout lies), the base image, the Python version, the values of the cell placeholders
+the recipe uses (an arch list only matters to a component whose env mentions it), the
+build files (docker/Dockerfile.wheels, docker/build-component.py), and the dependencies'
+keys. What only checks or uses the output (expected versions, runtime_env, runtime apt
+packages, smoke checks) is not in it. A cell's runtime-dependency step has a key of its
+own (`step_key`): its lock's sha256, its components' keys, the runtime image, Python,
+runtime apt packages, indexes and the build files.
 
-The plan is everything `invoke wheels` will run, computed before anything runs:
-for each cell and component the resolved source (a branch becomes a commit), the
-rendered environment, the steps, the dependencies and a content-addressed key
-(below). A component with the same key in several cells is one build shared by
-them. The data types are core/types.py; the recipes come from recipes/.
-
-Resolve each recipe's source to exactly one tree: a branch becomes a commit.
-
-Versions are part of the contract: what each built wheel's version must be.
-
-A recipe states the version its wheels must have (``outputs.version``); an index
-source's pins (``name==version``) and an sdist's ``version`` state theirs. For one
-build, every wheel gets an expectation:
+Versions are part of the contract: what each built wheel's version must be. A recipe
+states the version its wheels must have (``outputs.version``); an index source's pins
+(``name==version``) and an sdist's ``version`` state theirs. For one build, every wheel
+gets an expectation:
 
 - a pinned source (the stable channel, or a git source with no branch): exactly that
   version (PEP 440 ``==``, so ``2.11.0`` accepts ``2.11.0+rocm7.2``);
@@ -38,7 +48,8 @@ context, so a VCS-derived version cannot come from git history in the build. On 
 branch head it is the stated version with ``.post1.dev0+g<commit>``: later than the
 release, and naming the commit it was built from.
 
-`invoke wheels` checks every built wheel (``gate``) before any set is swapped in.
+`invoke wheels` checks every built wheel (``gate``) before any set is swapped in; a
+wrong version is refused in one line with its likely cause (``cause``).
 """
 
 from __future__ import annotations

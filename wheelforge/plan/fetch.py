@@ -1,45 +1,50 @@
-"""Sources onto the host: git (mirror rewrites, branch resolution, submodules), sdists,
-local checkouts, and the demo recipe set's own local git repositories.
+"""Sources onto the host: git (mirror rewrites, branch resolution, submodules), sdists and
+local checkouts, each as the `src` context of its build; and the demo recipe set's own
+local git repositories.
 
-The demo recipe set's git sources: local repositories made from a real sdist.
+Fetching (`fetch`): each planned source is fetched onto the host once. Git sources at
+exactly the planned commit (with submodules when the recipe asks; a server that refuses
+to serve a commit by hash gets a fetch of all its branches), sdists downloaded and
+checked against their pinned sha256, local checkouts used in place. A source directory
+appears under its final name only when it is complete, so an interrupted fetch leaves
+nothing behind that a later build could take for a good tree: it is fetched into a hidden
+folder named with the fetching process's pid, which `clean_partial` removes once that
+process is gone.
 
-The demo builds real third-party code. Most of it comes from PyPI sdists; two
-components come from git, the way AITER or FlyDSL do: `python-lz4` (the lz4
-Python binding) with its C library `lz4-c` as a git submodule. Both repositories
-are made here from the pinned lz4 sdist with fixed authors and dates, so their
-commits are the same on every machine and the demo recipes can pin them.
-The demo recipes name them by https URLs under demo.wheelforge.invalid, and
-demo/recipes/matrix.yaml rewrites that prefix to these local repositories,
-the same mechanism a mirror or an air-gapped host uses.
-
-The ROCm stack's components are this project's own small HIP libraries
-(demo/hip/<name>), and demo/py/scmext is a pybind11 extension versioned by
-setuptools_scm whose .dockerignore drops .git (as MORI's does); each becomes a
-repository `<name>.git` with one commit of that tree (tag v0.1.0), again with fixed
-authors and dates, remade whenever the tree changes.
-
-Git URLs and refs: mirror rewriting and branch -> commit resolution.
-
-Rewrites work like git's `url.<base>.insteadOf <prefix>`: the longest matching
-prefix wins. They point production recipes at mirrors on air-gapped hosts, and
+Git URLs and refs: rewrites work like git's `url.<base>.insteadOf <prefix>`: the longest
+matching prefix wins. They point production recipes at mirrors on air-gapped hosts, and
 the tests at local repositories. The same rules are handed to every git command
-(`-c url.<base>.insteadOf=<prefix>`), so submodules follow them too.
+(`-c url.<base>.insteadOf=<prefix>`), so submodules follow them too. A branch is resolved
+to a commit with `git ls-remote` of the rewritten URL (a branch, else a tag).
 
 Only https, http, ssh, git and file URLs (and scp-like user@host:path) may appear in a
-rule: git's other transports (`ext::` runs a command) are refused. git's own
-policy for the file protocol stays in force (`protocol.file.allow=user`: a
-top-level fetch may read a local repository, a submodule may not; see
-CVE-2022-39253). A submodule is allowed the file protocol only when its URL was
-rewritten by a configured rule to a `file://` mirror, so a hostile `.gitmodules`
-can never read the host's own repositories.
+rule (recipes/matrix.py checks them as it reads them): git's other transports (`ext::`
+runs a command) are refused. git's own policy for the file protocol stays in force
+(`protocol.file.allow=user`: a top-level fetch may read a local repository, a submodule
+may not; see CVE-2022-39253). A submodule is allowed the file protocol only when its URL
+was rewritten by a configured rule to a `file://` mirror, so a hostile `.gitmodules` can
+never read the host's own repositories; submodules are therefore updated one at a time.
+git never prompts for credentials: a missing login fails instead of hanging CI.
 
-Fetch each planned source onto the host, once, as the `src` context of its build.
+The index (`index_url`, `pip_index`): sdists are found through the PEP 691 JSON simple API
+of WHEELFORGE_INDEX_URL, else of the index pip is configured to use (PIP_INDEX_URL, else
+the `index-url` of pip's configuration files, in pip's order), else of pip's default.
+plan/runtime_lock.py reads pip's configured index through `pip_index` too.
 
-Git sources are fetched at exactly the planned commit (with submodules when the
-recipe asks), sdists are downloaded and checked against their pinned sha256,
-local checkouts are used in place. A source directory appears under its final
-name only when it is complete, so an interrupted fetch leaves nothing behind
-that a later build could take for a good tree.
+The demo recipe set's git sources (`make_repos`): local repositories, made here. The demo
+builds real third-party code. Most of it comes from PyPI sdists; two components come from
+git, the way AITER or FlyDSL do: `python-lz4` (the lz4 Python binding) with its C library
+`lz4-c` as a git submodule. Both repositories are made from the pinned lz4 sdist with
+fixed authors and dates, so their commits are the same on every machine and the demo
+recipes can pin them. The demo recipes name them by https URLs under
+demo.wheelforge.invalid, and demo/recipes/matrix.yaml rewrites that prefix to these local
+repositories, the same mechanism a mirror or an air-gapped host uses. The ROCm stack's
+components are this project's own small HIP libraries (demo/hip/<name>); demo/py/scmext
+is a pybind11 extension versioned by setuptools_scm whose .dockerignore drops .git (as
+MORI's does), and demo/py/jitdemo a kernel library that compiles at first use unless its
+wheel carries the kernel prebuilt. Each becomes a repository `<name>.git` with one commit
+of that tree (tag v0.1.0), again with fixed authors and dates, remade whenever the tree
+changes.
 """
 
 from __future__ import annotations

@@ -1,19 +1,28 @@
-"""Runtime-dependency locks: one per stack and Python version, committed with the recipes.
+"""Runtime-dependency locks: one per stack and Python version, committed with the recipes;
+how they are read, checked and made.
 
-`<recipes>/locks/<stack>-py<python>.txt` is a pip requirements file of `name==version
---hash=sha256:...` entries: every third-party distribution the wheel sets of that stack
-and Python need at run time, with the sha256 of each of its files. `invoke lock`
-(plan/runtime_lock.py) makes it from the `Requires-Dist` of the built wheels with uv's resolver;
-`invoke wheels` checks each cell's wheels against it before the runtime-dependency step
-(this module), and that step downloads exactly the lock (`pip download --no-deps
---require-hashes`). The lock's sha256 is part of the runtime-dependency step's key, and
-of nothing else.
+The file: `<recipes>/locks/<stack>-py<python>.txt` is a pip requirements file of
+`name==version --hash=sha256:...` entries: every third-party distribution the wheel sets
+of that stack and Python need at run time, with the sha256 of each of its files. Any other
+line is refused (`parse`), with `invoke lock` as the fix. The lock's sha256 is part of the
+runtime-dependency step's key, and of nothing else.
 
-`invoke lock`: make the runtime-dependency locks that plan/runtime_lock.py reads and checks.
+Checking (`check`): `invoke wheels` checks each cell's wheels against the lock before the
+runtime-dependency step: every `Requires-Dist` that applies on the cell's Python and
+platform (no extras) must be met by the set's own wheels or by the lock, and the lock must
+not pin a distribution the set builds; one line names the first problem and the `invoke
+lock` command that fixes it. That step then downloads exactly the lock (`pip download
+--no-deps --require-hashes`), which is its `lock` context; a set that requires nothing it
+does not build downloads nothing, whatever the lock holds.
 
-For each (stack, Python) of the selected cells, the built wheels' `Requires-Dist` are
-resolved with uv's resolver (`uv pip compile --generate-hashes`) for the runtime images'
-platform, through the same index the builds use, and the result is written atomically to
+Making (`resolve`, `write`): `invoke lock`, for each (stack, Python) of the selected cells,
+and `invoke wheels` for one that has no lock yet, resolve the built wheels' `Requires-Dist`
+with uv's resolver (`uv pip compile --generate-hashes`, binary only) for the runtime
+images' platform, through the same index the builds use (WHEELFORGE_PIP_INDEX_URL, else
+pip's configured index; handed to uv in the environment, as it may carry a token) and the
+indexes of the cells' index sources. That platform is x86_64 manylinux_2_28, or the newest
+glibc that one of the set's own wheels requires. The set's own wheels are inputs, never
+locked. The result, with a header saying how it was made, is written atomically to
 `<recipes>/locks/<stack>-py<python>.txt`.
 """
 

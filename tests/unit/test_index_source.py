@@ -94,7 +94,8 @@ def test_recipe_object(tmp_path):
      "'vendor_pkg-1.1.0-py3-none-any.whl' is version 1.1.0, source.packages pins 1.2.0; "
      "list the pinned version's wheel"),
     ({"packages": ["vendor-pkg==1.2.0"], "sha256": {WHL: "ABC"}},
-     f"source.sha256.{WHL}: must be a sha256 (64 lowercase hex digits); sha256sum FILE prints it"),
+     f"source.sha256.{WHL}: 'ABC' is not a valid sha256 (64 lowercase hex digits); sha256sum "
+     f"FILE prints it"),
     ({"packages": ["vendor-pkg==1.2.0"], "sha256": {}},
      "source.sha256: lists no wheel; give {WHEEL_FILE_NAME: SHA256}, or remove it"),
     ({"packages": []}, "source.packages: lists no package; name at least one name==version"),

@@ -52,35 +52,37 @@ CORPUS = [
     ("duplicate_list_item", "app.yaml:5: apt[2]: 'clang' is listed twice; remove one"),
     ("duplicate_yaml_key", "app.yaml:7: invalid YAML: key 'steps' appears twice; fix the syntax"),
     ("empty_steps", "app.yaml:5: steps: needs at least one build step"),
-    ("env_value_not_scalar", "app.yaml:6: env.CFLAGS: must be a single value (quote it)"),
+    ("env_value_not_scalar", "app.yaml:6: env.CFLAGS: must be a single value (a string)"),
     ("git_no_pin_no_branch",
-     "app.yaml:3: source: a git source needs a pin (full commit) or a branch"),
+     "app.yaml:2: source: a git source needs a pin (full commit) or a branch"),
     ("index_not_pinned",
      "app.yaml:4: source.packages[1]: 'helper>=2' is not pinned; write name==version"),
     ("invalid_yaml",
      "app.yaml:5: invalid YAML: expected <block end>, but found '<block mapping start>'; "
      "fix the syntax"),
     ("lowercase_env_key",
-     "app.yaml:6: env.gpu_archs: environment names are UPPER_CASE letters, digits and _"),
+     "app.yaml:6: env.gpu_archs: 'gpu_archs' is not a valid environment name (UPPER_CASE "
+     "letters, digits and _)"),
     ("matrix_bad_python", "matrix.yaml:6: python[0]: '3' is not a valid Python version (3.N)"),
     ("matrix_empty_arch_set",
      "matrix.yaml:10: archs.gfx950: lists no arch; add at least one (e.g. [gfx942])"),
     ("matrix_missing_repository", "matrix.yaml:1: missing required key 'repository'; add it"),
     ("matrix_runner_unknown_arch",
-     "matrix.yaml:17: runners.gfx924: no arch set named 'gfx924' (did you mean 'gfx942'?)"),
+     "matrix.yaml:17: runners.gfx924: no arch set named 'gfx924' (did you mean 'gfx942'?); "
+     "arch sets: gfx942, gfx950"),
     ("matrix_unknown_arch",
      "matrix.yaml:10: archs.gfx950[0]: unknown arch 'gfx924' (did you mean 'gfx942'?); "
      "known archs: gfx942, gfx950"),
     ("matrix_unknown_channel",
-     "matrix.yaml:1: channels[1]: unknown channel 'nigthly' (did you mean 'nightly'?); "
-     "channels are stable and nightly"),
+     "matrix.yaml:1: channels[1]: 'nigthly' is not one of stable, nightly (did you mean "
+     "'nightly'?); write one of them"),
     ("matrix_unknown_key", "matrix.yaml:7: known_arch: unknown key (did you mean 'known_archs'?)"),
     ("matrix_variant_var_shadows_cell",
      "matrix.yaml:13: variants.ckfree.vars.archs: {archs} is set by the cell or the recipe "
      "itself; give the variable another name"),
     ("matrix_variant_vars_differ",
      "matrix.yaml:14: variants.full: must set the same vars as the first variant (enable_ck)"),
-    ("mem_per_job_nan", "app.yaml:5: mem_per_job_gb: must be a number >= 0.1"),
+    ("mem_per_job_nan", "app.yaml:5: mem_per_job_gb: must be a finite number, e.g. 1 or 0.5"),
     ("missing_outputs", "app.yaml:1: missing required key 'outputs'; add it"),
     ("missing_steps", "app.yaml:1: missing required key 'steps'; add it"),
     ("name_differs_from_file",
@@ -88,17 +90,17 @@ CORPUS = [
      "match (application.yaml, or application.FLAVOR.yaml for an alternative recipe)"),
     ("not_utf8", "app.yaml:5: not UTF-8 text (byte 0xe9); save the file as UTF-8"),
     ("outputs_produce_nothing",
-     "app.yaml:8: outputs: produces nothing; list outputs.wheels or set outputs.prefix"),
+     "app.yaml:7: outputs: produces nothing; list outputs.wheels or set outputs.prefix"),
     ("runtime_without_wheels",
      "app.yaml:9: runtime: a component without wheels cannot go into the runtime image; set "
      "runtime: false"),
     ("sdist_sha256_not_hex",
      "app.yaml:5: source.sha256: "
      "'c667d3180513422f9c7545be5eec5d296dcbb357e06f72ed39cc683797556e6g' is not a valid "
-     "sha256 (64 hex digits)"),
-    ("sdist_without_sha256", "app.yaml:3: source: missing required key 'sha256'; add it"),
+     "sha256 (64 lowercase hex digits); sha256sum FILE prints it"),
+    ("sdist_without_sha256", "app.yaml:2: source: missing required key 'sha256'; add it"),
     ("short_pin",
-     "app.yaml:4: source.pin: '622413b' is not a full 40-character commit; pin the full "
+     "app.yaml:4: source.pin: '622413b' is not a valid full 40-character commit; pin the full "
      "hash (git rev-parse 622413b^{commit})"),
     ("stray_yml_file", "app.yml: recipe files end in .yaml; rename it to app.yaml"),
     ("tag_metachars",
@@ -133,7 +135,7 @@ HOSTILE = [
     ("deep_nesting", "app.yaml:6: nested more than 32 levels deep; flatten it"),
     ("depends_trailing_newline", f"app.yaml:5: depends[0]: {NEWLINE}"),
     ("env_key_trailing_newline",
-     "app.yaml:6: env.CFLAGS : environment names are UPPER_CASE letters, digits and _"),
+     f"app.yaml:6: env.CFLAGS : {NEWLINE}"),
     ("env_reserved_out",
      "app.yaml:6: env.OUT: $OUT is set by the build itself (see docs/recipes.md); use another "
      "name"),

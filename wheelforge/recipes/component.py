@@ -1,32 +1,37 @@
-"""Component recipes: one YAML file per component, loaded and validated strictly,
-including the sha256 map and checks of index sources.
+"""Component recipes: one YAML file per component, its model, and loading it.
 
-Prebuilt wheels from a package index: the per-wheel sha256 map and its checks.
+A recipe says where the component's source comes from, which other components it
+needs, what the builder needs from apt, the environment of its build (with
+`{placeholders}` filled from the matrix cell), the build steps, what it outputs and
+how much memory one compile job takes. Adding a component is adding a file.
 
-An index source names pinned packages (`packages:`) and, optionally, the index
-(`index:`; without it, pip's configured index) and `sha256: {WHEEL_FILE: HEX}`.
-With the map, every wheel the component's build produces must be listed there
-and match, or the wheel set is refused before it is swapped in: a vendor file
-that changed under the same version never reaches a runtime image.
+`RecipeModel` is the file: its keys, their rules and descriptions (yamlschema.py says
+why pydantic). What it cannot know is checked when a file is loaded: the file's name,
+and the placeholders, to which the matrix's variants add. The loaded recipe is
+core/types.py's frozen `Recipe`, which every later stage reads: pydantic stays in this
+stage, and a recipe keeps what the file alone does not say (its file, its lines, the
+placeholders it uses).
 
-Component recipes: one YAML file per component, loaded and validated strictly.
-
-A recipe says where the component's source comes from, which other components
-it needs, what the builder needs from apt, the environment of its build (with
-`{placeholders}` filled from the matrix cell), the build steps, what it outputs
-and how much memory one compile job takes. Adding a component is adding a file.
+Prebuilt wheels from a package index: an index source names pinned packages
+(`packages:`) and, optionally, the index (`index:`; without it, pip's configured index)
+and `sha256: {WHEEL_FILE: HEX}`. With the map, every wheel the component's build
+produces must be listed there and match, or the wheel set is refused before it is
+swapped in: a vendor file that changed under the same version never reaches a runtime
+image.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import string as _string
+import string
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Annotated, Any
 
 from packaging.version import InvalidVersion, Version
+from pydantic import AfterValidator, ConfigDict, Field, Strict, WrapValidator, model_validator
 
 from wheelforge.core import wheelset
 from wheelforge.core.terminal import UserError, did_you_mean
@@ -37,12 +42,86 @@ from wheelforge.core.types import (
     Recipe,
     SdistSource,
     SmokeCheck,
-    Source,
 )
-from wheelforge.recipes import yamlschema
-from wheelforge.recipes.yamlschema import Mapping, Sequence, Where, load, text_of
+from wheelforge.recipes.yamlschema import (
+    REF_RE,
+    Flag,
+    Keys,
+    Line,
+    Matches,
+    NotEmpty,
+    Text,
+    Unique,
+    fail,
+    line_at,
+    load,
+    name_of,
+    problem,
+    validate,
+)
 
+# All applied with `fullmatch` (see recipes/yamlschema.py).
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+COMMIT_RE = re.compile(r"[0-9a-f]{40}")
+
+
+# https/http/ssh/git/file URLs or scp-like user@host:path; no other transport (ext::, fd::),
+# and no part that starts with '-' (git and ssh would read it as an option).
+URL_RE = re.compile(r"(?!.*[/:@]-)(?:(?:https?|ssh|git|file)://(?:/|[A-Za-z0-9\[])"
+                    r"[A-Za-z0-9._~:/@%+\[\]-]{0,2000}"
+                    r"|[A-Za-z0-9][A-Za-z0-9._-]{0,200}@[A-Za-z0-9][A-Za-z0-9._-]{0,253}:"
+                    r"[A-Za-z0-9._~/%+-]{1,2000})")
+
+
+DIST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
+
+
+REQ_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}(\[[A-Za-z0-9,._-]{1,200}\])?"
+                    r"(==|>=|<=|~=)?[A-Za-z0-9.+!*-]{0,100}")
+
+
+MEMBER_PATH_RE = re.compile(r"[A-Za-z0-9_.*{}\[\]-][A-Za-z0-9_./*{}\[\]-]{0,299}")
+
+
+MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}(\.[A-Za-z_][A-Za-z0-9_]{0,99}){0,20}")
+
+
+APT_RE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,127}(=[A-Za-z0-9.+:~-]{1,128})?")
+
+
+ENV_KEY_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+
+
+# Variables the build itself sets for every step (docker/build-component.py, the secrets and
+# Dockerfile.wheels): a recipe's env must not replace them.
+RESERVED_ENV = frozenset({
+    "SRC", "OUT", "PREFIX", "DEPS", "MAX_JOBS", "CMAKE_BUILD_PARALLEL_LEVEL", "PIP_FIND_LINKS",
+    "CCACHE_DIR", "SPEC", "TARGET", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+    "GIT_SSL_CAINFO", "CURL_CA_BUNDLE", "PIP_INDEX_URL", "PATH", "HOME", "VIRTUAL_ENV",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+})
+
+
+# Placeholders a recipe's env may use; each comes from the matrix cell.
+CELL_VARIABLES = {
+    "archs": "the cell's arch list, ';'-separated (PYTORCH_ROCM_ARCH, GPU_ARCHS)",
+    "archs_comma": "the cell's arch list, ','-separated (PREBUILD_TRITON_ARCHS)",
+    "arch": "the cell's arch set name (e.g. gfx942)",
+    "python": "the cell's Python version",
+    "stack": "the cell's stack (e.g. rocm7.2)",
+    "channel": "the cell's channel (stable or nightly)",
+    "variant": "the cell's variant name",
+}
+
+
+# A placeholder of the recipe itself: its outputs.version, as the cell's build must produce it
+# (plan/__init__.py: exactly that version on a pinned source, a later one on a branch head).
+RECIPE_VARIABLES = {
+    "version": "the version the build must produce (outputs.version; on a nightly branch "
+               "head, that version with .post1.dev0+g<commit>)",
+}
 
 
 INDEX_TIMEOUT_S = 10
@@ -55,34 +134,342 @@ def requirement_name(req: str) -> str:
     return re.split(r"[=<>~!\[]", req)[0]
 
 
-def sha256_map(src: yamlschema.Where, packages: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """`source.sha256` of an index source: wheel file name -> hex, each naming a pinned
-    package at its pinned version. Sorted by file name; () when absent."""
-    node = yamlschema.mapping(src, "sha256")
-    if node is None:
-        return ()
-    if not node.node:
-        raise src.fail("sha256", "lists no wheel; give {WHEEL_FILE_NAME: SHA256}, or remove it")
-    pins = {normalize(requirement_name(p)): p.split("==", 1)[1] for p in packages}
-    out = []
-    for file, value in node.node.items():
-        try:
-            wheel = wheelset.parse(str(file))
-        except ValueError:
-            raise node.fail(file, f"{file!r} is not a wheel file name "
-                                  f"({wheelset.FORM}); give the file's name") from None
-        dist, version = wheel.name, wheel.version
-        if dist not in pins:
-            raise node.fail(file, f"{file!r} is not a wheel of source.packages "
-                                  f"({', '.join(packages)}); fix the file name or add the package")
-        if not wheelset.same_version(version, pins[dist]):
-            raise node.fail(file, f"{file!r} is version {version}, source.packages pins "
-                                  f"{pins[dist]}; list the pinned version's wheel")
-        if not isinstance(value, str) or not SHA256_RE.fullmatch(value):
-            raise node.fail(file, "must be a sha256 (64 lowercase hex digits); "
-                                  "sha256sum FILE prints it")
-        out.append((str(file), value))
-    return tuple(sorted(out))
+def _url_hint(value: str) -> str:
+    return (" (https, http, ssh, git or file URLs, or user@host:path; no part may start "
+            "with '-')")
+
+
+def _pinned(req: str) -> str:
+    if "==" not in req:
+        raise problem(f"{req!r} is not pinned; write name==version")
+    return req
+
+
+def _pep440(raw: str) -> str:
+    """outputs.version as the wheels' file names will carry it."""
+    try:
+        return str(Version(raw))
+    except InvalidVersion:
+        raise problem(f"{raw!r} is not a PEP 440 version (e.g. 1.2.2, 0.1.6rc0); write the "
+                      f"version without a leading tag prefix such as 'v'") from None
+
+
+def _not_reserved(key: str) -> str:
+    if key in RESERVED_ENV:
+        raise problem(f"${key} is set by the build itself (see docs/recipes.md); use another "
+                      f"name")
+    return key
+
+
+def _template(value: str) -> str:
+    try:
+        template_variables(value)
+    except ValueError as exc:
+        raise problem(f"{exc}; placeholders are {{name}} (write {{{{ and }}}} for literal "
+                      f"braces)") from None
+    return value
+
+
+def _has_module(path: str) -> str:
+    if "{module}" not in path:
+        raise problem(f"{path!r} has no {{module}}; write where a module's prebuilt file "
+                      f"lies, e.g. aiter/jit/{{module}}.so")
+    return path
+
+
+ComponentName = name_of("component name")
+GitUrl = Annotated[Line, Matches(URL_RE, "git URL", _url_hint)]
+IndexUrl = Annotated[Line, Matches(URL_RE, "index URL", _url_hint)]
+Commit = Annotated[Line, Matches(COMMIT_RE, "full 40-character commit",
+                                 lambda pin: f"; pin the full hash (git rev-parse "
+                                             f"{pin}^{{commit}})")]
+Sha256 = Annotated[Line, Matches(SHA256_RE, "sha256 (64 lowercase hex digits)",
+                                 lambda _: "; sha256sum FILE prints it")]
+Distribution = Annotated[Line, Matches(DIST_RE, "distribution name")]
+Requirement = Annotated[Line, Matches(REQ_RE, "requirement")]
+Apt = Annotated[Line, Matches(APT_RE, "apt package name")]
+Module = Annotated[Line, Matches(MODULE_RE, "Python module name")]
+WheelPath = Annotated[Line, Matches(MEMBER_PATH_RE, "path in the wheel")]
+EnvName = Annotated[Line, Matches(ENV_KEY_RE, "environment name (UPPER_CASE letters, "
+                                             "digits and _)"), AfterValidator(_not_reserved)]
+Env = dict[EnvName, Annotated[Line, AfterValidator(_template)]]
+
+
+def ref(what: str) -> Any:
+    return Annotated[Line, Matches(REF_RE, what)]
+
+
+class GitModel(Keys):
+    """A git repository at a pinned commit (the stable channel) or a branch's head (nightly)."""
+
+    model_config = ConfigDict(
+        title="git source",
+        json_schema_extra={"anyOf": [{"required": ["pin"]}, {"required": ["branch"]}]})
+
+    git: GitUrl = Field(description="The repository: an https, http, ssh, git or file URL, "
+                                    "or user@host:path.")
+    pin: Commit = Field(None, description="The full commit the stable channel builds.")
+    branch: ref("branch name") = Field(
+        None, description="The branch whose head the nightly channel builds, resolved when "
+                          "the plan is made. A pin, a branch or both.")
+    tag: ref("tag name") = Field(None, description="The tag of `pin`: a label for people, "
+                                                   "never fetched.")
+    submodules: Flag = Field(False, description="Fetch the submodules too (git submodule "
+                                                "update --init --recursive).")
+
+    @model_validator(mode="after")
+    def _pinned_or_following(self) -> GitModel:
+        if self.pin is None and self.branch is None:
+            raise problem("a git source needs a pin (full commit) or a branch")
+        return self
+
+    def loaded(self) -> GitSource:
+        return GitSource(url=self.git, pin=self.pin, branch=self.branch, tag=self.tag,
+                         submodules=self.submodules)
+
+
+class SdistModel(Keys):
+    """A source distribution from the package index, checked by its sha256."""
+
+    model_config = ConfigDict(title="sdist source")
+
+    sdist: Distribution = Field(description="The distribution's name.")
+    version: ref("version") = Field(description="The version to download.")
+    sha256: Sha256 = Field(description="The sdist file's sha256.")
+
+    def loaded(self) -> SdistSource:
+        return SdistSource(name=self.sdist, version=self.version, sha256=self.sha256)
+
+
+class IndexModel(Keys):
+    """Prebuilt wheels from a package index; the steps download them ($PACKAGES)."""
+
+    model_config = ConfigDict(title="index source")
+
+    index: IndexUrl = Field(None, description="The index ($INDEX_URL in the steps); without "
+                                              "it, pip's configured index.")
+    nightly_index: IndexUrl = Field(None, description="The index of the nightly channel.")
+    packages: Annotated[list[Annotated[Requirement, AfterValidator(_pinned)]], Unique,
+                        NotEmpty("lists no package; name at least one name==version")] = Field(
+        description="The pinned requirements (name==version) of the stable channel.")
+    nightly_packages: Annotated[list[Requirement], Unique] = Field(
+        [], description="The requirements of the nightly channel (may be unpinned).")
+    sha256: Annotated[dict[str, Sha256], NotEmpty(
+        "lists no wheel; give {WHEEL_FILE_NAME: SHA256}, or remove it")] = Field(
+        None, description="WHEEL_FILE: SHA256 for every wheel the build produces, each a "
+                          "wheel of a pinned package at its pinned version; a wheel that "
+                          "is not listed or differs refuses the wheel set.")
+
+    @model_validator(mode="after")
+    def _wheels_of_the_pins(self) -> IndexModel:
+        pins = {normalize(requirement_name(p)): p.split("==", 1)[1] for p in self.packages}
+        for file in self.sha256 or {}:
+            try:
+                wheel = wheelset.parse(file)
+            except ValueError:
+                raise problem(f"{file!r} is not a wheel file name ({wheelset.FORM}); give "
+                              f"the file's name", "sha256", file) from None
+            if wheel.name not in pins:
+                raise problem(f"{file!r} is not a wheel of source.packages "
+                              f"({', '.join(self.packages)}); fix the file name or add the "
+                              f"package", "sha256", file)
+            if not wheelset.same_version(wheel.version, pins[wheel.name]):
+                raise problem(f"{file!r} is version {wheel.version}, source.packages pins "
+                              f"{pins[wheel.name]}; list the pinned version's wheel",
+                              "sha256", file)
+        return self
+
+    def loaded(self) -> IndexSource:
+        return IndexSource(url=self.index, nightly_url=self.nightly_index,
+                           packages=tuple(self.packages),
+                           nightly_packages=tuple(self.nightly_packages),
+                           sha256=tuple(sorted((self.sha256 or {}).items())))
+
+
+class PathModel(Keys):
+    """A local checkout, read as it is."""
+
+    model_config = ConfigDict(title="path source")
+
+    path: Line = Field(description="The checkout's folder.")
+
+    def loaded(self) -> PathSource:
+        return PathSource(path=self.path)
+
+
+# A source's kind is the key that names it; `packages:` alone is an index source.
+SOURCE_KINDS = {"git": GitModel, "sdist": SdistModel, "index": IndexModel, "path": PathModel}
+
+
+def _one_kind(value: Any, _handler: Any) -> Any:
+    """`source:` as the model of its kind (the union is the JSON Schema's; the kind's key
+    says which member, so that an error names that kind's keys and no other's)."""
+    if not isinstance(value, dict):
+        raise problem("must be a mapping (key: value lines)")
+    kinds = [k for k in SOURCE_KINDS if k in value or (k == "index" and "packages" in value)]
+    if len(kinds) > 1:
+        second = kinds[1] if kinds[1] in value else "packages"
+        raise problem(f"a source has one kind, this one has {' and '.join(kinds)}; keep one",
+                      second)
+    if not kinds:
+        for key in value:
+            if key not in GitModel.model_fields:
+                raise problem(f"unknown source kind{did_you_mean(key, SOURCE_KINDS)}; use one "
+                              f"of {', '.join(SOURCE_KINDS)}", key)
+        raise problem(f"needs exactly one of {', '.join(SOURCE_KINDS)}")
+    return SOURCE_KINDS[kinds[0]].model_validate(value)
+
+
+class OutputsModel(Keys):
+    """What the steps produce."""
+
+    wheels: Annotated[list[Distribution], Unique] = Field(
+        [], description="The distributions the steps leave in $OUT; a wheel of another name "
+                        "fails the build.")
+    prefix: Flag = Field(False, description="An install prefix in $PREFIX instead (an "
+                                            "intermediate artifact, e.g. LLVM/MLIR).")
+    version: Annotated[ref("version"), AfterValidator(_pep440)] = Field(
+        None, description="The PEP 440 version its wheels must have ({version} in env); see "
+                          "Versions below.")
+
+    @model_validator(mode="after")
+    def _something(self) -> OutputsModel:
+        if not self.wheels and not self.prefix:
+            raise problem("produces nothing; list outputs.wheels or set outputs.prefix")
+        if self.version is not None and not self.wheels:
+            raise problem("a version is for wheels, and this recipe lists none; remove it",
+                          "version")
+        return self
+
+
+class SmokeModel(Keys):
+    """One check of the component in its runtime image."""
+
+    name: name_of("check name") = Field(description="Its name, reported as COMPONENT:NAME.")
+    run: Text = Field(description="A shell command run in the image's venv; exit 0 passes.")
+    gpu: Flag = Field(False, description="Needs a GPU: skipped, and said, where there is none.")
+
+
+def _named_once(checks: list[SmokeModel]) -> list[SmokeModel]:
+    for i, check in enumerate(checks):
+        if any(c.name == check.name for c in checks[:i]):
+            raise problem(f"{check.name!r} names two checks; rename one", i, "name")
+    return checks
+
+
+class JitModel(Keys):
+    """Where the wheel lists its run-time-compiled modules, and where a prebuilt one lies."""
+
+    modules: WheelPath = Field(description="The wheel's file that lists the modules (a JSON "
+                                           "object, one key per module).")
+    prebuilt: Annotated[WheelPath, AfterValidator(_has_module)] = Field(
+        description="Where a prebuilt module lies in the wheel, with {module} in the path.")
+    never: Annotated[list[Annotated[Line, Matches(MEMBER_PATH_RE, "module glob")]], Unique] = \
+        Field([], description="Globs of the modules upstream never prebuilds.")
+
+    def loaded(self) -> tuple[tuple[str, object], ...]:
+        return (("modules", self.modules), ("prebuilt", self.prebuilt),
+                ("never", list(self.never)))
+
+
+class RecipeModel(Keys):
+    """A component recipe: recipes/NAME.yaml."""
+
+    model_config = ConfigDict(title="wheelforge component recipe")
+
+    name: ComponentName = Field(description="The component: the file is NAME.yaml, or "
+                                            "NAME.FLAVOR.yaml for an alternative recipe.")
+    description: Text = Field("", description="Free text for people; not in the cache key.")
+    source: Annotated[GitModel | SdistModel | IndexModel | PathModel,
+                      WrapValidator(_one_kind)] = Field(
+        description="Where the source comes from: exactly one kind, git, sdist, index "
+                    "(packages) or path; the keys of each are below.")
+    depends: Annotated[list[ComponentName], Unique] = Field(
+        [], description="The components built before it; their outputs are in $DEPS.")
+    apt: Annotated[list[Apt], Unique] = Field(
+        [], description="Debian packages the build needs, added to the stack's builder_apt.")
+    env: Env = Field({}, description="The build's environment; {placeholders} come from the "
+                                     "cell (see below).")
+    steps: Annotated[list[Text], Unique, NotEmpty("needs at least one build step")] = Field(
+        description="The build, one bash -e -o pipefail command per item, run in the source "
+                    "tree.")
+    outputs: OutputsModel = Field(description="What the steps produce: the keys below.")
+    imports: Annotated[list[Module], Unique] = Field(
+        [], description="Modules the runtime image must import.")
+    runtime: Flag = Field(None, description="Its wheels go into the runtime image; default: "
+                                            "true when it lists outputs.wheels.")
+    runtime_apt: Annotated[list[Apt], Unique] = Field(
+        [], description="Debian packages its wheels need at run time.")
+    runtime_env: Env = Field({}, description="Set in the runtime image (ENV), placeholders as "
+                                             "in env.")
+    smoke: Annotated[list[SmokeModel], NotEmpty(
+        "lists no check; give {name: ..., run: ...} items, or remove it"),
+        AfterValidator(_named_once)] = Field(
+        None, description="Its own checks in the runtime image, run by the smoke suite.")
+    jit: JitModel = Field(None, description="Its run-time-compiled modules (see JIT coverage "
+                                            "below).")
+    stacks: Annotated[list[name_of("stack name")], Unique, NotEmpty(
+        "lists no stack; name at least one, or remove the key to build for every stack")] = \
+        Field(None, description="The matrix stacks whose cells build it; default: every stack.")
+    mem_per_job_gb: Annotated[float, Strict(), Field(ge=0.1, allow_inf_nan=False)] = Field(
+        1.0, description="The memory one compile job needs, in GiB: MAX_JOBS is at most "
+                         "0.9 x the builder's memory / this.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RecipeModel:
+        if self.name in self.depends:
+            raise problem(f"{self.name!r} depends on itself", "depends",
+                          self.depends.index(self.name))
+        if self.runtime is None:
+            self.runtime = bool(self.outputs.wheels)
+        if self.runtime and not self.outputs.wheels:
+            raise problem("a component without wheels cannot go into the runtime image; set "
+                          "runtime: false", "runtime")
+        if not self.runtime and (self.runtime_env or self.smoke is not None):
+            raise problem("is for a component of the runtime image, and this one is not "
+                          "(runtime: false, or no wheels); remove it",
+                          "runtime_env" if self.runtime_env else "smoke")
+        return self
+
+
+def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) -> Recipe:
+    """Load one recipe file. `extra_variables` are the variant variables of the matrix."""
+    data = load(path, display=display)
+    model = validate(RecipeModel, data, display)
+    if path.stem != model.name and not path.stem.startswith(model.name + "."):
+        raise fail(display, data, ("name",),
+                   f"{model.name!r} differs from the file name {path.stem!r}; rename one so "
+                   f"they match ({model.name}.yaml, or {model.name}.FLAVOR.yaml for an "
+                   f"alternative recipe)")
+    known = set(CELL_VARIABLES) | set(extra_variables) | set(RECIPE_VARIABLES)
+    used: set[str] = set()
+    for key in ("env", "runtime_env"):
+        for name, template in getattr(model, key).items():
+            for variable in template_variables(template):
+                if variable == "version" and model.outputs.version is None:
+                    raise fail(display, data, (key, name),
+                               "uses {version}, but outputs.version is not set; add "
+                               "outputs.version (the version this pin builds)")
+                if variable not in known:
+                    raise fail(display, data, (key, name),
+                               f"unknown placeholder {{{variable}}}"
+                               f"{did_you_mean(variable, known)}; known: "
+                               f"{', '.join(sorted(known))}")
+                used.add(variable)
+    outputs = model.outputs
+    return Recipe(
+        name=model.name, file=display, description=model.description,
+        source=model.source.loaded(), depends=tuple(model.depends), apt=tuple(model.apt),
+        env=tuple(model.env.items()), steps=tuple(model.steps), wheels=tuple(outputs.wheels),
+        version=outputs.version, runtime_env=tuple(model.runtime_env.items()),
+        smoke=tuple(SmokeCheck(name=c.name, run=c.run, gpu=c.gpu) for c in model.smoke or ()),
+        jit=model.jit.loaded() if model.jit else (), prefix=outputs.prefix,
+        imports=tuple(model.imports), runtime=model.runtime,
+        runtime_apt=tuple(model.runtime_apt), stacks=tuple(model.stacks or ()),
+        mem_per_job_gb=float(model.mem_per_job_gb), variables=frozenset(used),
+        line_of_stacks=line_at(data, ("stacks",)), line_of_depends=line_at(data, ("depends",)),
+        line_of_source=line_at(data, ("source",)), step_lines=tuple(data["steps"].lines),
+    )
 
 
 def verify_index_wheels(component: str, recipe_file: str, sha256s: tuple[tuple[str, str], ...],
@@ -161,78 +548,11 @@ def _index_files(page: str) -> dict[str, str]:
     return out
 
 
-# All applied with `fullmatch` (see recipes/yamlschema.py).
-COMMIT_RE = re.compile(r"[0-9a-f]{40}")
-
-
-
-
-# https/http/ssh/git/file URLs or scp-like user@host:path; no other transport (ext::, fd::),
-# and no part that starts with '-' (git and ssh would read it as an option).
-URL_RE = re.compile(r"(?:https?|ssh|git|file)://(?:/|[A-Za-z0-9\[])[A-Za-z0-9._~:/@%+\[\]-]{0,2000}"
-                    r"|[A-Za-z0-9][A-Za-z0-9._-]{0,200}@[A-Za-z0-9][A-Za-z0-9._-]{0,253}:"
-                    r"[A-Za-z0-9._~/%+-]{1,2000}")
-
-
-DIST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
-
-
-REQ_RE = re.compile(
-    r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}(\[[A-Za-z0-9,._-]{1,200}\])?(==|>=|<=|~=)?[A-Za-z0-9.+!*-]{0,100}")
-
-
-MEMBER_PATH_RE = re.compile(r"[A-Za-z0-9_.*{}\[\]-][A-Za-z0-9_./*{}\[\]-]{0,299}")
-
-
-MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}(\.[A-Za-z_][A-Za-z0-9_]{0,99}){0,20}")
-
-
-APT_RE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,127}(=[A-Za-z0-9.+:~-]{1,128})?")
-
-
-# Variables the build itself sets for every step (docker/build-component.py, the secrets and
-# Dockerfile.wheels): a recipe's env must not replace them.
-RESERVED_ENV = frozenset({
-    "SRC", "OUT", "PREFIX", "DEPS", "MAX_JOBS", "CMAKE_BUILD_PARALLEL_LEVEL", "PIP_FIND_LINKS",
-    "CCACHE_DIR", "SPEC", "TARGET", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-    "GIT_SSL_CAINFO", "CURL_CA_BUNDLE", "PIP_INDEX_URL", "PATH", "HOME", "VIRTUAL_ENV",
-    "PIP_DISABLE_PIP_VERSION_CHECK",
-})
-
-
-def valid_url(url: str) -> bool:
-    """A git or index URL this tool will hand to git or pip: see URL_RE."""
-    return bool(URL_RE.fullmatch(url)) and not re.search(r"[/:@]-", url)
-
-
-# Placeholders a recipe's env may use; each comes from the matrix cell.
-CELL_VARIABLES = {
-    "archs": "the cell's arch list, ';'-separated (PYTORCH_ROCM_ARCH, GPU_ARCHS)",
-    "archs_comma": "the cell's arch list, ','-separated (PREBUILD_TRITON_ARCHS)",
-    "arch": "the cell's arch set name (e.g. gfx942)",
-    "python": "the cell's Python version",
-    "stack": "the cell's stack (e.g. rocm7.2)",
-    "channel": "the cell's channel (stable or nightly)",
-    "variant": "the cell's variant name",
-}
-
-
-# A placeholder of the recipe itself: its outputs.version, as the cell's build must produce it
-# (plan/__init__.py: exactly that version on a pinned source, a later one on a branch head).
-RECIPE_VARIABLES = {
-    "version": "the version the build must produce (outputs.version; on a nightly branch "
-               "head, that version with .post1.dev0+g<commit>)",
-}
-
-
-SOURCE_KINDS = ("git", "sdist", "index", "path")
-
-
 def template_variables(template: str) -> list[str]:
     """The `{name}` placeholders of a template; `{{`/`}}` are literal braces."""
     names = []
     try:
-        parsed = list(_string.Formatter().parse(template))
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:  # an unbalanced brace
         raise ValueError(f"bad placeholder syntax ({exc})") from None
     for _, name, spec, conv in parsed:
@@ -243,220 +563,6 @@ def template_variables(template: str) -> list[str]:
             raise ValueError(f"bad placeholder {{{text}}}")
         names.append(name)
     return names
-
-
-def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) -> Recipe:
-    """Load one recipe file. `extra_variables` are the variant variables of the matrix."""
-    data = load(path, display=display)
-    top = Where(display, data)
-    yamlschema.check_keys(top, {"name", "description", "source", "depends", "apt", "env", "steps",
-                                "outputs", "imports", "runtime", "mem_per_job_gb", "runtime_apt",
-                                "stacks", "runtime_env", "smoke", "jit"},
-                          required=("name", "source", "steps", "outputs"))
-    name = yamlschema.string(top, "name", required=True, pattern=yamlschema.NAME_RE,
-                             what="component name (lowercase letters, digits, . _ + -)")
-    if path.stem != name and not path.stem.startswith(name + "."):
-        raise top.fail("name", f"{name!r} differs from the file name {path.stem!r}; "
-                               f"rename one so they match ({name}.yaml, or {name}.FLAVOR.yaml "
-                               f"for an alternative recipe)")
-    source = _source(top)
-    depends = yamlschema.string_list(top, "depends", pattern=yamlschema.NAME_RE,
-                                     what="component name")
-    if name in depends:
-        raise top.child("depends").fail(depends.index(name), f"{name!r} depends on itself")
-    apt = yamlschema.string_list(top, "apt", pattern=APT_RE, what="apt package name")
-    runtime_apt = yamlschema.string_list(top, "runtime_apt", pattern=APT_RE,
-                                         what="apt package name")
-    stacks = yamlschema.string_list(top, "stacks", pattern=yamlschema.NAME_RE, what="stack name")
-    if "stacks" in top.node and not stacks:
-        raise top.fail("stacks", "lists no stack; name at least one, or remove the key to "
-                                 "build for every stack")
-    outputs = yamlschema.mapping(top, "outputs", required=True)
-    yamlschema.check_keys(outputs, {"wheels", "prefix", "version"})
-    version = _version(outputs)
-    env, variables = _env(top, extra_variables, version)
-    runtime_env, runtime_variables = _env(top, extra_variables, version, key="runtime_env")
-    variables |= runtime_variables
-    steps = yamlschema.string_list(top, "steps", multiline=True)
-    if not steps:
-        raise top.fail("steps", "needs at least one build step")
-    wheels = yamlschema.string_list(outputs, "wheels", pattern=DIST_RE, what="distribution name")
-    prefix = yamlschema.boolean(outputs, "prefix", default=False)
-    if not wheels and not prefix:
-        raise outputs.fail(None, "produces nothing; list outputs.wheels or set outputs.prefix")
-    if version is not None and not wheels:
-        raise outputs.fail("version", "a version is for wheels, and this recipe lists none; "
-                                      "remove it")
-    imports = yamlschema.string_list(top, "imports", pattern=MODULE_RE, what="Python module name")
-    runtime = yamlschema.boolean(top, "runtime", default=bool(wheels))
-    if runtime and not wheels:
-        raise top.fail("runtime", "a component without wheels cannot go into the runtime "
-                                  "image; set runtime: false")
-    if (runtime_env or "smoke" in top.node) and not runtime:
-        key = "runtime_env" if runtime_env else "smoke"
-        raise top.fail(key, "is for a component of the runtime image, and this one is not "
-                            "(runtime: false, or no wheels); remove it")
-    return Recipe(
-        name=name, file=display,
-        description=yamlschema.string(top, "description", multiline=True) or "",
-        source=source, depends=depends, apt=apt, env=env, steps=steps, wheels=wheels,
-        version=version, runtime_env=runtime_env, smoke=_smoke(top), jit=_jit(top),
-        prefix=prefix, imports=imports, runtime=runtime, runtime_apt=runtime_apt,
-        stacks=stacks, line_of_stacks=data.lines.get("stacks", data.line),
-        mem_per_job_gb=yamlschema.number(top, "mem_per_job_gb", default=1.0, minimum=0.1),
-        line_of_depends=data.lines.get("depends", data.line), variables=frozenset(variables),
-        line_of_source=data.lines.get("source", data.line),
-        step_lines=tuple(data["steps"].lines),
-    )
-
-
-def _source(top: Where) -> Source:
-    src = yamlschema.mapping(top, "source", required=True)
-    kinds = [k for k in SOURCE_KINDS if k in src.node]
-    if "packages" in src.node and "index" not in kinds:  # wheels from pip's configured index
-        kinds.insert(SOURCE_KINDS.index("index"), "index")
-    if len(kinds) > 1:
-        second = kinds[1] if kinds[1] in src.node else "packages"
-        raise src.fail(second, f"a source has one kind, this one has {' and '.join(kinds)}; "
-                               f"keep one")
-    if not kinds:
-        for key in src.node:
-            if key not in ("pin", "branch", "tag", "submodules"):
-                raise src.fail(key, f"unknown source kind{did_you_mean(key, SOURCE_KINDS)}; "
-                                    f"use one of {', '.join(SOURCE_KINDS)}")
-        raise src.fail(None, f"needs exactly one of {', '.join(SOURCE_KINDS)}")
-    kind = kinds[0]
-    if kind == "git":
-        yamlschema.check_keys(src, {"git", "pin", "branch", "tag", "submodules"})
-        url = _url(src, "git", "git URL")
-        pin = yamlschema.string(src, "pin")
-        if pin is not None and not COMMIT_RE.fullmatch(pin):
-            raise src.fail("pin", f"{pin!r} is not a full 40-character commit; pin the full "
-                                  f"hash (git rev-parse {pin}^{{commit}})")
-        branch = yamlschema.string(src, "branch", pattern=yamlschema.REF_RE, what="branch name")
-        tag = yamlschema.string(src, "tag", pattern=yamlschema.REF_RE, what="tag name")
-        if pin is None and branch is None:
-            raise src.fail(None, "a git source needs a pin (full commit) or a branch")
-        return GitSource(url=url, pin=pin, branch=branch, tag=tag,
-                         submodules=yamlschema.boolean(src, "submodules", default=False))
-    if kind == "sdist":
-        yamlschema.check_keys(src, {"sdist", "version", "sha256"}, required=("version", "sha256"))
-        name = yamlschema.string(src, "sdist", pattern=DIST_RE, what="distribution name")
-        version = yamlschema.string(src, "version", pattern=yamlschema.REF_RE, what="version")
-        sha = yamlschema.string(src, "sha256", pattern=SHA256_RE, what="sha256 (64 hex digits)")
-        return SdistSource(name=name, version=version, sha256=sha)
-    if kind == "index":
-        yamlschema.check_keys(src, {"index", "nightly_index", "packages", "nightly_packages",
-                                    "sha256"}, required=("packages",))
-        url = _url(src, "index", "index URL")
-        nightly = _url(src, "nightly_index", "index URL")
-        packages = yamlschema.string_list(src, "packages", pattern=REQ_RE, what="requirement")
-        for i, req in enumerate(packages):
-            if "==" not in req:
-                raise src.child("packages").fail(i, f"{req!r} is not pinned; write name==version")
-        if not packages:
-            raise src.fail("packages", "lists no package; name at least one name==version")
-        nightly_packages = yamlschema.string_list(src, "nightly_packages", pattern=REQ_RE,
-                                                  what="requirement")
-        return IndexSource(url=url, nightly_url=nightly, packages=packages,
-                           nightly_packages=nightly_packages,
-                           sha256=sha256_map(src, packages))
-    yamlschema.check_keys(src, {"path"})
-    return PathSource(path=yamlschema.string(src, "path"))
-
-
-def _url(src: Where, key: str, what: str) -> str | None:
-    url = yamlschema.string(src, key, what=what)
-    if url is not None and not valid_url(url):
-        raise src.fail(key, f"{url!r} is not a valid {what} (https, http, ssh, git or file "
-                            f"URLs, or user@host:path; no part may start with '-')")
-    return url
-
-
-def _version(outputs: Where) -> str | None:
-    """outputs.version: a PEP 440 version, as the wheels' file names will carry it."""
-    raw = yamlschema.string(outputs, "version", pattern=yamlschema.REF_RE, what="version")
-    if raw is None:
-        return None
-    try:
-        return str(Version(raw))
-    except InvalidVersion:
-        raise outputs.fail("version", f"{raw!r} is not a PEP 440 version (e.g. 1.2.2, "
-                                      f"0.1.6rc0); write the version without a leading "
-                                      f"tag prefix such as 'v'") from None
-
-
-def _jit(top: Where) -> tuple[tuple[str, object], ...]:
-    """`jit:` where the wheel lists its run-time-compiled modules and where a prebuilt one
-    lies ({module} in the pattern); `never`: globs of modules upstream never prebuilds."""
-    node = yamlschema.mapping(top, "jit")
-    if node is None:
-        return ()
-    yamlschema.check_keys(node, {"modules", "prebuilt", "never"}, required=("modules", "prebuilt"))
-    modules = yamlschema.string(node, "modules", pattern=MEMBER_PATH_RE, what="path in the wheel")
-    prebuilt = yamlschema.string(node, "prebuilt", pattern=MEMBER_PATH_RE, what="path in the wheel")
-    if "{module}" not in prebuilt:
-        raise node.fail("prebuilt", f"{prebuilt!r} has no {{module}}; write where a module's "
-                                    f"prebuilt file lies, e.g. aiter/jit/{{module}}.so")
-    never = yamlschema.string_list(node, "never", pattern=MEMBER_PATH_RE, what="module glob")
-    return (("modules", modules), ("prebuilt", prebuilt), ("never", list(never)))
-
-
-def _smoke(top: Where) -> tuple[SmokeCheck, ...]:
-    """`smoke:` a list of {name, run, gpu}: the component's own checks in its image."""
-    if "smoke" not in top.node:
-        return ()
-    if not isinstance(top.node["smoke"], Sequence) or not top.node["smoke"]:
-        raise top.fail("smoke", "must be a list of checks ({name: ..., run: ...} items)")
-    items, out = top.child("smoke"), []
-    for i, raw in enumerate(top.node["smoke"]):
-        if not isinstance(raw, Mapping):
-            raise items.fail(i, "must be a mapping with name, run and optionally gpu")
-        item = items.child(i)
-        yamlschema.check_keys(item, {"name", "run", "gpu"}, required=("name", "run"))
-        name = yamlschema.string(item, "name", pattern=yamlschema.NAME_RE,
-                                 what="check name (lowercase letters, digits, . _ + -)")
-        if any(c.name == name for c in out):
-            raise item.fail("name", f"{name!r} names two checks; rename one")
-        out.append(SmokeCheck(name=name, run=yamlschema.string(item, "run", multiline=True),
-                              gpu=yamlschema.boolean(item, "gpu", default=False)))
-    return tuple(out)
-
-
-def _env(top: Where, extra: frozenset[str], version: str | None,
-         key: str = "env") -> tuple[tuple[tuple[str, str], ...], set[str]]:
-    env = yamlschema.mapping(top, key)
-    if env is None:
-        return (), set()
-    known = set(CELL_VARIABLES) | set(extra) | set(RECIPE_VARIABLES)
-    pairs, used = [], set()
-    for key, value in env.node.items():
-        if not yamlschema.ENV_KEY_RE.fullmatch(key):
-            raise env.fail(key, "environment names are UPPER_CASE letters, digits and _")
-        if key in RESERVED_ENV:
-            raise env.fail(key, f"${key} is set by the build itself (see docs/recipes.md); "
-                                f"use another name")
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise env.fail(key, "must be a single value (quote it)")
-        value = text_of(value)
-        if yamlschema.CONTROL_RE.search(value):
-            raise env.fail(key, yamlschema.control_problem(value))
-        try:
-            names = template_variables(value)
-        except ValueError as exc:
-            raise env.fail(key, f"{exc}; placeholders are {{name}} "
-                                f"(write {{{{ and }}}} for literal braces)") from None
-        for name in names:
-            if name == "version" and version is None:
-                raise env.fail(key, "uses {version}, but outputs.version is not set; add "
-                                    "outputs.version (the version this pin builds)")
-            if name not in known:
-                raise env.fail(key, f"unknown placeholder {{{name}}}"
-                                    f"{did_you_mean(name, known)}; known: "
-                                    f"{', '.join(sorted(known))}")
-        used.update(names)
-        pairs.append((key, value))
-    return tuple(pairs), used
 
 
 def load_dir(directory: Path, *, display_root: Path, extra_variables: frozenset[str],

@@ -4,10 +4,14 @@
 stable id `{channel}-{stack}-py{python}-{arch}-{variant}` (like cibuildwheel's
 build identifiers), and users select cells with shell-style globs.
 
-Choosing cells with `--cells`: comma-separated shell-style globs, matched in bounded work.
+`MatrixModel` is the file: its keys, their rules and descriptions (yamlschema.py says
+why pydantic); the loaded matrix is core/types.py's frozen `Matrix`, which every later
+stage reads. The cell ids, which only the whole matrix makes, are checked when it is
+loaded.
 
-The globs select cells of the matrix (recipes/matrix.py) and wheel sets by their cell ids
-(image/__init__.py); a glob that matches nothing is an error, so that a typo never selects nothing.
+Choosing cells with `--cells`: comma-separated shell-style globs, matched in bounded work.
+The globs select cells of the matrix and wheel sets by their cell ids (image/__init__.py);
+a glob that matches nothing is an error, so that a typo never selects nothing.
 """
 
 from __future__ import annotations
@@ -16,13 +20,29 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from wheelforge.core.terminal import UserError, did_you_mean
 from wheelforge.core.types import Cell, Matrix, Rewrites, Stack
-from wheelforge.recipes import yamlschema
 from wheelforge.recipes.component import CELL_VARIABLES, RECIPE_VARIABLES
-from wheelforge.recipes.yamlschema import Where, load
+from wheelforge.recipes.yamlschema import (
+    CONTROL_RE,
+    Keys,
+    Line,
+    Mapping,
+    Matches,
+    NotEmpty,
+    Text,
+    Unique,
+    control_problem,
+    fail,
+    load,
+    name_of,
+    problem,
+    validate,
+)
 
 # A URL or the start of one (fullmatch): the transports above, no part starting with '-'.
 URL_PREFIX_RE = re.compile(
@@ -47,9 +67,6 @@ def parse_rewrites(items: Iterable[str], *, origin: str = "--git-rewrite") -> Re
     return tuple(out)
 
 
-CHANNELS = ("stable", "nightly")
-
-
 PYTHON_RE = re.compile(r"3\.[0-9]{1,2}")  # applied with fullmatch, as every pattern here
 
 
@@ -59,179 +76,172 @@ IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")
 VAR_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 
 
-def load_matrix(path: Path, *, display: str) -> Matrix:
-    data = load(path, display=display)
-    top = Where(display, data)
-    yamlschema.check_keys(top, {"channels", "stacks", "python", "known_archs", "archs", "variants",
-                                "runners", "repository", "git_rewrites"},
-                          required=("channels", "stacks", "python", "known_archs", "archs",
-                                    "variants", "repository"))
-    channels = yamlschema.string_list(top, "channels", pattern=yamlschema.NAME_RE, what="channel")
-    for i, ch in enumerate(channels):
-        if ch not in CHANNELS:
-            raise top.child("channels").fail(i, f"unknown channel {ch!r}"
-                                                f"{did_you_mean(ch, CHANNELS)}; channels are "
-                                                f"{' and '.join(CHANNELS)}")
-    pythons = yamlschema.string_list(top, "python", pattern=PYTHON_RE, what="Python version (3.N)")
-    known = yamlschema.string_list(top, "known_archs", pattern=yamlschema.NAME_RE, what="arch name")
-    archs = _archs(top, known)
-    variants = _variants(top)
-    stacks = _stacks(top, [a for a, _ in archs])
-    runners = _runners(top, [a for a, _ in archs])
-    for key, items in (("channels", channels), ("python", pythons)):
-        if not items:
-            raise top.fail(key, "must list at least one value")
-    matrix = Matrix(
-        file=display, channels=channels, stacks=stacks, pythons=pythons, known_archs=known,
-        archs=archs, variants=variants, runners=runners,
-        repository=_repository(top),
-        variant_variables=frozenset(k for _, vs in variants for k, _ in vs),
-        git_rewrites=_git_rewrites(top),
-    )
-    check_cell_ids(top, matrix)
-    return matrix
+REPOSITORY_RE = re.compile(
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
 
 
-def _repository(top: Where) -> str:
+def validate_repository(repo: str) -> str:
+    """Return ``repo`` if it is a valid OCI repository name, else raise UserError."""
+    if not isinstance(repo, str) or len(repo) > 255 or not REPOSITORY_RE.fullmatch(repo):
+        raise UserError(
+            f"invalid repository name {repo!r}: use lowercase path components of "
+            "[a-z0-9] joined by '.', '_', '__' or '-' and separated by '/' (e.g. 'wheelforge/rocm')"
+        )
+    return repo
+
+
+def _repository(repo: str) -> str:
     """The image repository (no registry host): OCI path components, as the registry checks."""
-    repo = yamlschema.string(top, "repository", required=True, what="image repository")
     try:
         return validate_repository(repo)
     except UserError as exc:
-        raise top.fail("repository", str(exc)) from None
+        raise problem(str(exc)) from None
 
 
-def _image(stack: Where, key: str) -> str:
-    ref = yamlschema.string(stack, key, required=True, pattern=IMAGE_RE, what="image")
+def _image(ref: str) -> str:
     if ".." in ref or "//" in ref or ref.endswith(("/", ":", "@")):
-        raise stack.fail(key, f"{ref!r} is not a valid image (empty or '..' path part); "
-                              f"write host/name:tag or name@sha256:digest")
+        raise problem(f"{ref!r} is not a valid image (empty or '..' path part); write "
+                      f"host/name:tag or name@sha256:digest")
     return ref
 
 
-def _git_rewrites(top: Where) -> tuple[str, ...]:
-    items = yamlschema.string_list(top, "git_rewrites")
-    for i, item in enumerate(items):
-        try:  # {root} is filled with the repository root when the plan is made
-            parse_rewrites([item.replace("{root}", "/root")], origin="git_rewrites")
-        except UserError as exc:
-            raise top.child("git_rewrites").fail(i, str(exc).removeprefix("git_rewrites ")) \
-                from None
-    return items
+def _rewrite(item: str) -> str:
+    try:  # {root} is filled with the repository root when the plan is made
+        parse_rewrites([item.replace("{root}", "/root")], origin="git_rewrites")
+    except UserError as exc:
+        raise problem(str(exc).removeprefix("git_rewrites ")) from None
+    return item
 
 
-def _archs(top: Where, known: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    node = yamlschema.mapping(top, "archs", required=True)
-    out = []
-    for name in node.node:
-        if not yamlschema.NAME_RE.fullmatch(name):
-            raise node.fail(name, "arch set names are lowercase letters, digits, . _ + -")
-        members = yamlschema.string_list(node, name, pattern=yamlschema.NAME_RE, what="arch name")
-        if not members:
-            raise node.fail(name, "lists no arch; add at least one (e.g. [gfx942])")
-        for i, arch in enumerate(members):
-            if arch not in known:
-                raise node.child(name).fail(i, f"unknown arch {arch!r}{did_you_mean(arch, known)};"
-                                               f" known archs: {', '.join(known)}")
-        out.append((name, members))
-    if not out:
-        raise top.fail("archs", "declares no arch set")
-    return tuple(out)
+def _not_a_placeholder(name: str) -> str:
+    if name in CELL_VARIABLES or name in RECIPE_VARIABLES:  # it would shadow that value
+        raise problem(f"{{{name}}} is set by the cell or the recipe itself; give the variable "
+                      f"another name")
+    return name
 
 
-def _variants(top: Where) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
-    node = yamlschema.mapping(top, "variants", required=True)
-    out = []
-    names: set[str] | None = None
-    for name in node.node:
-        if not yamlschema.NAME_RE.fullmatch(name):
-            raise node.fail(name, "variant names are lowercase letters, digits, . _ + -")
-        variant = yamlschema.mapping(node, name, required=True)
-        yamlschema.check_keys(variant, {"description", "vars"})
-        vars_node = yamlschema.mapping(variant, "vars")
-        pairs = []
-        for key in vars_node.node if vars_node else ():
-            if not VAR_RE.fullmatch(key):
-                raise vars_node.fail(key, "variable names are lowercase letters, digits and _")
-            if key in CELL_VARIABLES or key in RECIPE_VARIABLES:  # it would shadow that value
-                raise vars_node.fail(key, f"{{{key}}} is set by the cell or the recipe itself; "
-                                          f"give the variable another name")
-            pairs.append((key, yamlschema.string(vars_node, key)))
-        if names is not None and names != {k for k, _ in pairs}:
-            raise node.fail(name, f"must set the same vars as the first variant "
-                                  f"({', '.join(sorted(names)) or 'none'})")
-        names = {k for k, _ in pairs}
-        out.append((name, tuple(sorted(pairs))))
-    if not out:
-        raise top.fail("variants", "declares no variant")
-    return tuple(out)
+PythonVersion = Annotated[Line, Matches(PYTHON_RE, "Python version (3.N)")]
+Image = Annotated[Line, Matches(IMAGE_RE, "image"), AfterValidator(_image)]
+ArchName = name_of("arch name")
+ArchSetName = name_of("arch set name")
+NOTHING = "lists nothing; list at least one, or remove the key to use the matrix's own"
 
 
-def _stacks(top: Where, arch_names: list[str]) -> tuple[Stack, ...]:
-    node = yamlschema.mapping(top, "stacks", required=True)
-    out = []
-    for name in node.node:
-        if not yamlschema.NAME_RE.fullmatch(name):
-            raise node.fail(name, "stack names are lowercase letters, digits, . _ + -")
-        stack = yamlschema.mapping(node, name, required=True)
-        yamlschema.check_keys(stack, {"build_image", "runtime_image", "builder_apt", "runtime_apt",
-                                      "python", "archs", "runtime_toolchain", "jit_coverage"},
-                              required=("build_image", "runtime_image"))
-        python = yamlschema.string_list(stack, "python", pattern=PYTHON_RE,
-                                        what="Python version (3.N)")
-        stack_archs = yamlschema.string_list(stack, "archs", pattern=yamlschema.NAME_RE,
-                                             what="arch set name")
-        for i, arch in enumerate(stack_archs):
-            if arch not in arch_names:
-                raise stack.child("archs").fail(
-                    i, f"no arch set named {arch!r}{did_you_mean(arch, arch_names)}; "
-                       f"arch sets: {', '.join(arch_names)}")
-        for key, items in (("python", python), ("archs", stack_archs)):
-            if key in stack.node and not items:
-                raise stack.fail(key, "lists nothing; list at least one, or remove the key "
-                                      "to use the matrix's own")
-        toolchain = yamlschema.string(stack, "runtime_toolchain", default="forbidden")
-        if toolchain not in ("allowed", "forbidden"):
-            raise stack.fail("runtime_toolchain", f"{toolchain!r}: write allowed or forbidden "
-                                                  f"(forbidden: no compiler in the runtime image)")
-        coverage = yamlschema.string(stack, "jit_coverage", default="report")
-        if coverage not in ("report", "required"):
-            raise stack.fail("jit_coverage", f"{coverage!r}: write report or required (required: "
-                                             f"a set in which a module would compile at first "
-                                             f"use is refused)")
-        out.append(Stack(
-            name=name,
-            build_image=_image(stack, "build_image"),
-            runtime_image=_image(stack, "runtime_image"),
-            builder_apt=yamlschema.string_list(stack, "builder_apt", pattern=yamlschema.NAME_RE,
-                                               what="apt package"),
-            runtime_apt=yamlschema.string_list(stack, "runtime_apt", pattern=yamlschema.NAME_RE,
-                                               what="apt package"),
-            python=python, archs=stack_archs, runtime_toolchain=toolchain,
-            jit_coverage=coverage,
-        ))
-    if not out:
-        raise top.fail("stacks", "declares no stack")
-    return tuple(out)
+class StackModel(Keys):
+    """A stack: the images and system packages a cell is built and run with."""
+
+    build_image: Image = Field(description="The image its components are built in.")
+    runtime_image: Image = Field(description="The image its runtime images start from.")
+    builder_apt: Annotated[list[name_of("apt package")], Unique] = Field(
+        [], description="Debian packages installed in the builder for every component.")
+    runtime_apt: Annotated[list[name_of("apt package")], Unique] = Field(
+        [], description="Debian packages of its runtime images.")
+    python: Annotated[list[PythonVersion], Unique, NotEmpty(NOTHING)] = Field(
+        None, description="Its Python versions; default: the matrix's python.")
+    archs: Annotated[list[ArchSetName], Unique, NotEmpty(NOTHING)] = Field(
+        None, description="The arch sets it builds; default: every arch set.")
+    runtime_toolchain: Literal["forbidden", "allowed"] = Field(
+        "forbidden", description="forbidden: building a runtime image that holds a compiler "
+                                 "fails; allowed: what is there is listed (ROCm stacks, whose "
+                                 "components compile kernels at run time).")
+    jit_coverage: Literal["report", "required"] = Field(
+        "report", description="required: a wheel set in which a module would compile at "
+                              "first use is refused; report: it is reported.")
 
 
-def _runners(top: Where, arch_names: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    node = yamlschema.mapping(top, "runners")
-    if node is None:
-        return ()
-    out = []
-    for name in node.node:
-        if name not in arch_names:
-            raise node.fail(name, f"no arch set named {name!r}{did_you_mean(name, arch_names)}")
-        out.append((name, yamlschema.string_list(node, name, pattern=yamlschema.NAME_RE,
-                                                 what="runner label")))
-    return tuple(out)
+class VariantModel(Keys):
+    """A variant: values of the variables recipes use as {placeholders}."""
+
+    description: Text = Field("", description="Free text for people.")
+    vars: dict[Annotated[str, Matches(VAR_RE, "variable name (lowercase letters, digits "
+                                              "and _)"), AfterValidator(_not_a_placeholder)],
+               Line] = Field({}, description="NAME: VALUE; every variant sets the same names.")
 
 
-def check_cell_ids(top: Where, m: Matrix) -> None:
+class MatrixModel(Keys):
+    """The build matrix: recipes/matrix.yaml."""
+
+    model_config = ConfigDict(title="wheelforge build matrix")
+
+    channels: Annotated[list[Literal["stable", "nightly"]], Unique,
+                        NotEmpty("must list at least one value")] = Field(
+        description="stable builds the recipes' pins, nightly their branch heads.")
+    stacks: Annotated[dict[name_of("stack name"), StackModel], NotEmpty(
+        "declares no stack; add one (NAME: {build_image: ..., runtime_image: ...})")] = Field(
+        description="NAME: the stack's keys below.")
+    python: Annotated[list[PythonVersion], Unique,
+                      NotEmpty("must list at least one value")] = Field(
+        description="The Python versions (3.N), quoted: \"3.10\".")
+    known_archs: Annotated[list[ArchName], Unique] = Field(
+        description="Every arch an arch set may name; anything else is a typo.")
+    archs: Annotated[dict[ArchSetName, Annotated[list[ArchName], Unique, NotEmpty(
+        "lists no arch; add at least one (e.g. [gfx942])")]], NotEmpty(
+        "declares no arch set; add one (e.g. gfx942: [gfx942])")] = Field(
+        description="NAME: [ARCH, ...]; the first is the default the short tags point at.")
+    variants: Annotated[dict[name_of("variant name"), VariantModel], NotEmpty(
+        "declares no variant; add one (e.g. default: {vars: {}})")] = Field(
+        description="NAME: the variant's keys below; the first is the default.")
+    runners: dict[str, Annotated[list[name_of("runner label")], Unique]] = Field(
+        {}, description="ARCH_SET: [LABEL, ...], the CI runner labels of its cells.")
+    repository: Annotated[Line, AfterValidator(_repository), WithJsonSchema(
+        {"type": "string", "maxLength": 255, "pattern": f"^(?:{REPOSITORY_RE.pattern})$"})] = \
+        Field(description="The image repository, without the registry host (publish, pull).")
+    git_rewrites: Annotated[list[Annotated[Line, AfterValidator(_rewrite)]], Unique] = Field(
+        [], description="MIRROR=ORIGINAL: fetch URLs starting with ORIGINAL from MIRROR; "
+                        "{root} is this repository.")
+
+    @model_validator(mode="after")
+    def _names_known(self) -> MatrixModel:
+        for name, members in self.archs.items():
+            for i, arch in enumerate(members):
+                if arch not in self.known_archs:
+                    raise problem(f"unknown arch {arch!r}{did_you_mean(arch, self.known_archs)};"
+                                  f" known archs: {', '.join(self.known_archs)}", "archs", name, i)
+        arch_sets = f"arch sets: {', '.join(self.archs)}"
+        for name, stack in self.stacks.items():
+            for i, arch in enumerate(stack.archs or ()):
+                if arch not in self.archs:
+                    raise problem(f"no arch set named {arch!r}{did_you_mean(arch, self.archs)}; "
+                                  f"{arch_sets}", "stacks", name, "archs", i)
+        for name in self.runners:
+            if name not in self.archs:
+                raise problem(f"no arch set named {name!r}{did_you_mean(name, self.archs)}; "
+                              f"{arch_sets}", "runners", name)
+        first, *others = self.variants.items()
+        for name, variant in others:
+            if set(variant.vars) != set(first[1].vars):
+                raise problem(f"must set the same vars as the first variant "
+                              f"({', '.join(sorted(first[1].vars)) or 'none'})", "variants", name)
+        return self
+
+
+def load_matrix(path: Path, *, display: str) -> Matrix:
+    data = load(path, display=display)
+    model = validate(MatrixModel, data, display)
+    matrix = Matrix(
+        file=display, channels=tuple(model.channels), pythons=tuple(model.python),
+        stacks=tuple(Stack(name=name, build_image=s.build_image, runtime_image=s.runtime_image,
+                           builder_apt=tuple(s.builder_apt), runtime_apt=tuple(s.runtime_apt),
+                           python=tuple(s.python or ()), archs=tuple(s.archs or ()),
+                           runtime_toolchain=s.runtime_toolchain, jit_coverage=s.jit_coverage)
+                     for name, s in model.stacks.items()),
+        known_archs=tuple(model.known_archs),
+        archs=tuple((name, tuple(members)) for name, members in model.archs.items()),
+        variants=tuple((name, tuple(sorted(v.vars.items())))
+                       for name, v in model.variants.items()),
+        runners=tuple((name, tuple(labels)) for name, labels in model.runners.items()),
+        repository=model.repository,
+        variant_variables=frozenset(k for v in model.variants.values() for k in v.vars),
+        git_rewrites=tuple(model.git_rewrites),
+    )
+    check_cell_ids(matrix, data)
+    return matrix
+
+
+def check_cell_ids(m: Matrix, data: Mapping) -> None:
     """Two (stack, python, arch set, variant) choices must never make the same cell id."""
     seen: dict[str, str] = {}
-    archs_node = top.child("archs")
     for stack in m.stacks:
         for python in m.pythons_of(stack):
             for arch, _ in m.archs_of(stack):
@@ -240,9 +250,9 @@ def check_cell_ids(top: Where, m: Matrix) -> None:
                     this = f"stack {stack.name!r} x arch set {arch!r} x variant {variant!r}"
                     other = seen.setdefault(cid, this)
                     if other != this:
-                        raise archs_node.fail(
-                            arch, f"{other} and {this} make the same cell id "
-                                  f"'<channel>-{cid}'; rename an arch set, variant or stack")
+                        raise fail(m.file, data, ("archs", arch),
+                                   f"{other} and {this} make the same cell id "
+                                   f"'<channel>-{cid}'; rename an arch set, variant or stack")
 
 
 MAX_PATTERN = 256
@@ -283,8 +293,8 @@ def split_patterns(patterns: str, *, flag: str = "--cells") -> list[str]:
         if len(pattern) > MAX_PATTERN:
             raise UserError(f"{flag}: a glob of {len(pattern)} characters (at most "
                             f"{MAX_PATTERN}); shorten it")
-        if yamlschema.CONTROL_RE.search(pattern):
-            raise UserError(f"{flag} {pattern!r}: {yamlschema.control_problem(pattern)}")
+        if CONTROL_RE.search(pattern):
+            raise UserError(f"{flag} {pattern!r}: {control_problem(pattern)}")
         _check_brackets(pattern, flag)
     return items
 
@@ -333,18 +343,3 @@ def select(matrix: Matrix, patterns: str | None, channel: str | None = None) -> 
                          f" `invoke plan --list` shows the cell ids")
 
     return choose(patterns, cells, lambda c: c.id, miss)
-
-
-_REPO_RE = re.compile(
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-)
-
-
-def validate_repository(repo: str) -> str:
-    """Return ``repo`` if it is a valid OCI repository name, else raise UserError."""
-    if not isinstance(repo, str) or len(repo) > 255 or not _REPO_RE.fullmatch(repo):
-        raise UserError(
-            f"invalid repository name {repo!r}: use lowercase path components of "
-            "[a-z0-9] joined by '.', '_', '__' or '-' and separated by '/' (e.g. 'wheelforge/rocm')"
-        )
-    return repo

@@ -1,44 +1,56 @@
-"""Recipe YAML read strictly: a loader that remembers where every value came from, and
-the small validators the recipe and matrix loaders share.
+"""Recipe and matrix files read strictly: a YAML loader that remembers where every value
+came from, the pydantic building blocks of the two file models (`RecipeModel` in
+component.py, `MatrixModel` in matrix.py), and the one line a file's first problem becomes.
 
-Small strict validators shared by the recipe and matrix loaders.
+Why pydantic: each key is declared once, with its type, its rules and its description,
+and that one declaration is the validation, the JSON Schema that editors complete and
+check recipes with (recipes/schema/, `invoke schema`) and the key tables of
+docs/recipes.md (wheelforge/recipes/reference.py), so the three cannot drift apart.
+Messages stay ours: every rule raises `problem(...)` with the text the user reads, and
+pydantic's own error kinds (a missing key, a wrong type) are worded here, so that an
+error is `file:line: key.path: problem; fix`.
 
-Every check raises `UserError` with `file:line: key: problem; fix` so that a
-typo anywhere in recipes/ reads as one line that says where and what to do.
+What pydantic cannot do, the loader does before it runs:
 
-YAML loading that remembers where every value came from.
-
-Validation errors must name the file, the line and the key. PyYAML's composer
-knows the line of every node; this loader keeps it: mappings become `Mapping`
-(a dict with the line of each key) and sequences become `Sequence` (a list with
-the line of each item). Numbers keep the text they were written as (`Int`,
-`Float`), so that a value meant as a string, like `python: [3.10]`, reads as
-"3.10" and not as the float's "3.1".
-
-Hostile files are refused in one line, never with a hang or a traceback: only
-regular files are read (a FIFO, a device, a directory or a symlink loop is
-refused before any read), at most MAX_BYTES of them, nesting at most MAX_DEPTH
-levels deep, numbers at most MAX_NUMBER_CHARS characters long, and no aliases (an alias
-bomb must not pass unnoticed in a field nothing reads). Dates stay text, like on/off.
+- it keeps the line of every key and item: mappings are `Mapping` (a dict with the line
+  of each key), sequences `Sequence` (a list with the line of each item), and an error's
+  `loc` (its key path) is turned into the line of that key (`line_at`);
+- numbers keep the text they were written as (`Int`, `Float`), so that a value meant as
+  a string, like `python: [3.10]`, reads as "3.10" and not as the float's "3.1"; dates
+  and on/off stay text too: an unquoted tag `2024-01-01` is the tag's name, and
+  `ENABLE_CK: off` is "off";
+- hostile files are refused in one line, never with a hang or a traceback: only regular
+  files are read (a FIFO, a device, a directory or a symlink loop is refused before any
+  read), at most MAX_BYTES of them, nesting at most MAX_DEPTH levels deep, numbers at
+  most MAX_NUMBER_CHARS characters long, no duplicate keys, keys that are strings, and
+  no aliases (an alias bomb must not pass unnoticed in a field nothing reads).
 """
 
 from __future__ import annotations
 
 import errno
-import math
 import os
 import re
 import stat
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
 from wheelforge.core.terminal import UserError, did_you_mean
 
-# Every pattern is applied with `fullmatch`: `re.match` with `$` accepts a value that ends in
-# a newline, which would then reach cell ids, image names and planned commands.
+# Every pattern is applied with `fullmatch` (and anchored in the JSON Schema): `re.match`
+# with `$` accepts a value that ends in a newline, which would then reach cell ids, image
+# names and planned commands.
 # Names of components, archs, variants, channels: safe in file names, tags and shells.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._+-]{0,127}")
 
@@ -47,123 +59,87 @@ NAME_RE = re.compile(r"[a-z0-9][a-z0-9._+-]{0,127}")
 REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+@-]{0,254}")
 
 
-ENV_KEY_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
-
-
 # Control characters (newline, carriage return, escape, NUL, ...) in one-line values;
 # multi-line values (steps, descriptions) may hold newlines and tabs, nothing else.
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL = r"\x00-\x1f\x7f"
 
 
-MULTILINE_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+CONTROL_RE = re.compile(f"[{CONTROL}]")
 
 
-class Where:
-    """A position in a loaded file: `Where(file, mapping)` -> `where.at(key)` text."""
-
-    def __init__(self, file: str, node: Any, path: str = "") -> None:
-        self.file = file
-        self.node = node
-        self.path = path
-
-    def key_path(self, key: str | int) -> str:
-        part = f"[{key}]" if isinstance(key, int) else str(key)
-        if not self.path:
-            return part
-        return f"{self.path}{part}" if isinstance(key, int) else f"{self.path}.{part}"
-
-    def fail(self, key: str | int | None, problem: str) -> UserError:
-        line = line_of(self.node, key) if key is not None else getattr(self.node, "line", 0)
-        label = f" {self.key_path(key)}:" if key is not None else (
-            f" {self.path}:" if self.path else "")
-        return UserError(f"{self.file}:{line}:{label} {problem}")
-
-    def child(self, key: str | int) -> Where:
-        return Where(self.file, self.node[key], self.key_path(key))
+MULTILINE_CONTROL = r"\x00-\x08\x0b-\x1f\x7f"
 
 
-def check_keys(where: Where, allowed: Iterable[str], required: Iterable[str] = ()) -> None:
-    """Unknown keys (with a did-you-mean) and missing required keys are errors."""
-    allowed = set(allowed)
-    node = where.node
-    for key in node:
-        if key not in allowed:
-            hint = did_you_mean(key, allowed) or f" (allowed: {', '.join(sorted(allowed))})"
-            raise where.fail(key, f"unknown key{hint}")
-    for key in required:
-        if key not in node:
-            raise where.fail(None, f"missing required key {key!r}; add it")
+MULTILINE_CONTROL_RE = re.compile(f"[{MULTILINE_CONTROL}]")
 
 
-def mapping(where: Where, key: str, *, required: bool = False) -> Where | None:
-    if key not in where.node:
-        if required:
-            raise where.fail(None, f"missing required key {key!r}; add it")
-        return None
-    if not isinstance(where.node[key], Mapping):
-        raise where.fail(key, "must be a mapping (key: value lines)")
-    return where.child(key)
+def problem(text: str, *at: str | int) -> PydanticCustomError:
+    """A validation error worded for the user; `at` extends its key path (a rule of a
+    mapping or a list that is about one of its keys or items)."""
+    return PydanticCustomError("wheelforge", text, {"at": at})
 
 
-def string(where: Where, key: str, *, required: bool = False, pattern: re.Pattern | None = None,
-           what: str = "", default: str | None = None, multiline: bool = False) -> str | None:
-    node = where.node
-    if key not in node:
-        if required:
-            raise where.fail(None, f"missing required key {key!r}; add it")
-        return default
-    return _single_value(where, key, node[key], pattern=pattern, what=what or key,
-                         multiline=multiline)
+class Keys(BaseModel):
+    """A mapping of a recipe or matrix file: its keys are the fields, and any other key is
+    an error that suggests the closest one (before pydantic reports the missing ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    hint = (did_you_mean(key, cls.model_fields)
+                            or f" (allowed: {', '.join(sorted(cls.model_fields))})")
+                    raise problem(f"unknown key{hint}", key)
+        return data
 
 
-def _single_value(where: Where, key: str | int, value: Any, *, pattern: re.Pattern | None,
-                  what: str, multiline: bool) -> str:
-    """`value`, found under `key` of `where`, as one checked string."""
+def text_of(value: Any) -> str:
+    """A scalar as the user wrote it: numbers keep their YAML text."""
+    return getattr(value, "text", "") or str(value)
+
+
+def _single_value(value: Any, control: re.Pattern, multiline: bool) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise where.fail(key, "must be a single value (a string)")
+        raise problem("must be a single value (a string)")
     value = text_of(value)
-    if (MULTILINE_CONTROL_RE if multiline else CONTROL_RE).search(value):
-        raise where.fail(key, control_problem(value, multiline=multiline))
-    if pattern is not None and not pattern.fullmatch(value):
-        raise where.fail(key, f"{value!r} is not a valid {what}{_metachar_hint(value)}")
+    if control.search(value):
+        raise problem(control_problem(value, multiline=multiline))
     return value
 
 
-def number(where: Where, key: str, *, default: float, minimum: float) -> float:
-    value = where.node.get(key, default)
-    # `not value >= minimum` also refuses .nan; .inf is no amount of memory either.
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not value >= minimum or math.isinf(value)):
-        raise where.fail(key, f"must be a number >= {minimum}")
-    return float(value)
+def _one_line(value: Any) -> str:
+    return _single_value(value, CONTROL_RE, multiline=False)
 
 
-def boolean(where: Where, key: str, *, default: bool) -> bool:
-    value = where.node.get(key, default)
-    if isinstance(value, bool):
-        return value
+def _lines(value: Any) -> str:
+    return _single_value(value, MULTILINE_CONTROL_RE, multiline=True)
+
+
+# One value written as text (a number keeps its YAML text), without control characters.
+Line = Annotated[str, BeforeValidator(_one_line),
+                 WithJsonSchema({"type": "string", "pattern": f"^[^{CONTROL}]*$"})]
+
+
+# Text that may span lines (steps, descriptions): newlines and tabs, no other control.
+Text = Annotated[str, BeforeValidator(_lines),
+                 WithJsonSchema({"type": "string", "pattern": f"^[^{MULTILINE_CONTROL}]*$"})]
+
+
+def _true_or_false(value: Any) -> bool:
+    """The loader keeps every YAML boolean as text (on/off/yes/no are values of env);
+    a flag is `true` or `false`, nothing else."""
     if value in ("true", "false"):
         return value == "true"
-    raise where.fail(key, "must be true or false")
+    if isinstance(value, bool):
+        return value
+    raise problem("must be true or false")
 
 
-def string_list(where: Where, key: str, *, pattern: re.Pattern | None = None,
-                what: str = "", multiline: bool = False) -> tuple[str, ...]:
-    node = where.node
-    if key not in node:
-        return ()
-    value = node[key]
-    if not isinstance(value, Sequence):
-        raise where.fail(key, "must be a list ([a, b] or '- a' lines)")
-    items = where.child(key)
-    out = []
-    for i, raw in enumerate(value):
-        item = _single_value(items, i, raw, pattern=pattern, what=what or key,
-                             multiline=multiline)
-        if item in out:
-            raise items.fail(i, f"{item!r} is listed twice; remove one")
-        out.append(item)
-    return tuple(out)
+Flag = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
 def control_problem(value: str, *, multiline: bool = False) -> str:
@@ -175,11 +151,131 @@ def control_problem(value: str, *, multiline: bool = False) -> str:
     return f"contains the control character {bad!r} (a value is one line); remove it"
 
 
-def _metachar_hint(value: str) -> str:
+def metachar_hint(value: str) -> str:
     bad = sorted({c for c in value if c in ";&|`$<>(){}[]!*?~'\"\\ \t\n"})
     if bad:
         return f" (contains {' '.join(repr(c) for c in bad)}; shell metacharacters are refused)"
     return ""
+
+
+class Rule:
+    """A check pydantic runs after the type's own (`check` returns the value or raises
+    `problem`), and what the check adds to the type's JSON Schema (`extend`)."""
+
+    def check(self, value: Any) -> Any:
+        return value
+
+    def extend(self, schema: dict[str, Any]) -> None:
+        pass
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, core: Any, handler: Any) -> dict[str, Any]:
+        schema = dict(handler(core))
+        self.extend(schema)
+        return schema
+
+
+class Matches(Rule):
+    """Text that `regex` matches in full; else `'value' is not a valid WHAT` and `fix`."""
+
+    def __init__(self, regex: re.Pattern, what: str, fix: Any = metachar_hint) -> None:
+        self.regex, self.what, self.fix = regex, what, fix
+
+    def check(self, value: str) -> str:
+        if not self.regex.fullmatch(value):
+            raise problem(f"{value!r} is not a valid {self.what}{self.fix(value)}")
+        return value
+
+    def extend(self, schema: dict[str, Any]) -> None:
+        schema["pattern"] = f"^(?:{self.regex.pattern})$"
+
+
+class NotEmpty(Rule):
+    """A list or mapping that lists something; `text` says what to do when it is empty."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def check(self, value: Any) -> Any:
+        if not value:
+            raise problem(self.text)
+        return value
+
+    def extend(self, schema: dict[str, Any]) -> None:
+        schema["minProperties" if schema.get("type") == "object" else "minItems"] = 1
+
+
+class EachOnce(Rule):
+    """A list that names each item once."""
+
+    def check(self, items: list) -> list:
+        for i, item in enumerate(items):
+            if item in items[:i]:
+                raise problem(f"{item!r} is listed twice; remove one", i)
+        return items
+
+    def extend(self, schema: dict[str, Any]) -> None:
+        schema["uniqueItems"] = True
+
+
+Unique = EachOnce()
+
+
+def name_of(what: str) -> Any:
+    """The type of a name (of a component, an arch, a stack, ...): see NAME_RE."""
+    return Annotated[Line, Matches(NAME_RE, f"{what} (lowercase letters, digits, . _ + -)")]
+
+
+# pydantic's own error kinds, worded as the rest (the rules above word their own).
+WORDING = {
+    "bool_type": "must be true or false",
+    "string_type": "must be a single value (a string)",
+    "list_type": "must be a list ([a, b] or '- a' lines)",
+    "dict_type": "must be a mapping (key: value lines)",
+    "model_type": "must be a mapping (key: value lines)",
+    "model_attributes_type": "must be a mapping (key: value lines)",
+    "float_type": "must be a number, e.g. 1 or 0.5",
+    "finite_number": "must be a finite number, e.g. 1 or 0.5",
+}
+
+
+def validate(model: type[Keys], data: Mapping, file: str) -> Any:
+    """`data`, a loaded file, as `model`; else its first problem as one UserError line."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        loc, text = _worded(exc.errors(include_url=False)[0])
+        raise fail(file, data, loc, text) from None
+
+
+def _worded(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
+    """An error's key path and its problem as the user reads it."""
+    loc = tuple(part for part in error["loc"] if part != "[key]")  # a mapping key's own error
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "wheelforge":
+        return loc + tuple(ctx["at"]), error["msg"]
+    if kind == "missing":
+        return loc[:-1], f"missing required key {loc[-1]!r}; add it"
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx["expected"])
+        value = text_of(error["input"])
+        return loc, (f"{value!r} is not one of {', '.join(choices)}"
+                     f"{did_you_mean(value, choices)}; write one of them")
+    if kind == "greater_than_equal":
+        return loc, f"must be a number >= {ctx['ge']}"
+    return loc, WORDING.get(kind, f"{error['msg']} (see docs/recipes.md)")
+
+
+def fail(file: str, data: Mapping, loc: tuple[str | int, ...], text: str) -> UserError:
+    """`file:line: key.path: text`, the line being that of the key `loc` names in `data`."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    label = f" {path}:" if path else ""
+    return UserError(f"{file}:{line_at(data, loc)}:{label} {text}")
 
 
 MAX_BYTES = 1 << 20  # 1 MiB: far more than any recipe or matrix needs
@@ -215,11 +311,6 @@ class Float(float):
     """A YAML float that remembers its text (`3.10`, not 3.1)."""
 
     text: str = ""
-
-
-def text_of(value: Any) -> str:
-    """A scalar as the user wrote it: numbers keep their YAML text."""
-    return getattr(value, "text", "") or str(value)
 
 
 class _TooBig(yaml.MarkedYAMLError):
@@ -372,10 +463,13 @@ def text_line(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def line_of(container: Any, key: str | int) -> int:
-    """The line of `key` in a loaded Mapping/Sequence, else the container's own line."""
-    if isinstance(container, Mapping) and isinstance(key, str):
-        return container.lines.get(key, container.line)
-    if isinstance(container, Sequence) and isinstance(key, int) and key < len(container.lines):
-        return container.lines[key]
-    return getattr(container, "line", 0)
+def line_at(data: Mapping, loc: tuple[str | int, ...]) -> int:
+    """The line of the key or item `loc` names in a loaded file (its deepest part there)."""
+    node, line = data, data.line
+    for part in loc:
+        in_mapping = isinstance(node, Mapping) and part in node
+        in_sequence = isinstance(node, Sequence) and isinstance(part, int) and 0 <= part < len(node)
+        if not (in_mapping or in_sequence):
+            break
+        line, node = node.lines[part], node[part]
+    return line

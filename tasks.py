@@ -329,5 +329,15 @@ def lock(c, recipes=None, channel=None, cells=None, recipe=None, git_rewrite=Non
               exports=cli.build_options().exports, ca_bundle=cli.ca_bundle_path("auto"))
 
 
+@task(help={"check": "only check that they are up to date (exit 1 when not)"})
+@cli.guarded
+def schema(c, check=False):
+    """Write the recipe and matrix JSON Schemas and docs/recipes.md's key tables from the models."""
+
+    from wheelforge.recipes import reference
+
+    reference.publish(check=check)
+
+
 ns = Collection(plan, lock, check, matrix, wheels, image, audit, smoke, shell, run_, push, publish,
-                nightly, pull, base_images, demo, demo_sources)
+                nightly, pull, base_images, demo, demo_sources, schema)

@@ -223,6 +223,9 @@ def test_the_runtime_image_build_context_holds_the_audits_and_what_they_import()
     # the standard library and pyelftools only: nothing that needs the engine or packaging
     assert not {"wheelforge.core.engine", "wheelforge.core.types",
                 "wheelforge.core.wheelset"} & needed
+    third_party = {name.split(".")[0] for module in needed
+                   for name in imported_by(known[module].read_text(), package_of(known[module]))}
+    assert not {"pydantic", "pydantic_core", "yaml", "packaging"} & third_party
 
 
 def test_the_runtime_image_audits_run_as_scripts_with_the_standard_library(tmp_path: Path):

@@ -298,6 +298,29 @@ def test_on_off_values_stay_strings(tmp_path: Path):
     assert dict(recipes["app"].env) == {"CK": "off"}
 
 
+def test_an_unquoted_date_tag_is_the_tags_name(tmp_path: Path):
+    """YAML reads `tag: 2024-01-01` as a date; a recipe reads the tag's name."""
+    directory = write_set(tmp_path / "recipes", {"app": git_recipe("app")})
+    text = (directory / "app.yaml").read_text()
+    (directory / "app.yaml").write_text(text.replace("  branch: main\n",
+                                                     "  branch: main\n  tag: 2024-01-01\n"))
+    _, recipes = load(types.Inputs(recipes_dir=directory))
+    assert recipes["app"].source.tag == "2024-01-01"
+
+
+def test_flags_are_true_or_false_and_nothing_else(tmp_path: Path):
+    directory = write_set(tmp_path / "recipes", {"app": git_recipe("app")})
+    text = (directory / "app.yaml").read_text()
+    for flag, loaded in (("true", True), ("false", False), ("'true'", True)):
+        (directory / "app.yaml").write_text(text + f"runtime: {flag}\n")
+        assert load(types.Inputs(recipes_dir=directory))[1]["app"].runtime is loaded
+    (directory / "app.yaml").write_text(text + "runtime: yes\n")
+    with pytest.raises(UserError) as caught:
+        load(types.Inputs(recipes_dir=directory))
+    line = len(text.splitlines()) + 1
+    assert str(caught.value) == f"recipes/app.yaml:{line}: runtime: must be true or false"
+
+
 @pytest.mark.parametrize(("template", "names"), [
     ("{archs}", ["archs"]),
     ("-march={arch} -DX={enable_ck}", ["arch", "enable_ck"]),

@@ -61,7 +61,7 @@ from wheelforge.core.terminal import UserError, did_you_mean
 from wheelforge.core.types import Build, Inputs, Plan
 from wheelforge.plan import fetch
 from wheelforge.recipes.component import check_index_pins
-from wheelforge.recipes.yamlschema import Mapping, load
+from wheelforge.recipes.yamlschema import Mapping, line_at, load
 
 
 def pin_on_branch(url: str, pin: str, branch: str, *, rules: types.Rewrites,
@@ -223,16 +223,7 @@ class _Recipe:
         self.data: Mapping = load(path, display=display)
 
     def line(self, *keys: str | int) -> int:
-        node, line = self.data, self.data.line
-        for key in keys:
-            try:
-                child = node[key]
-            except (KeyError, IndexError, TypeError):
-                return line
-            line = (node.lines.get(key, line) if isinstance(node, Mapping) else
-                    node.lines[key] if hasattr(node, "lines") else line)
-            node = child
-        return line
+        return line_at(self.data, keys)
 
 
 def _recipe(b: Build, ins: Inputs) -> _Recipe:

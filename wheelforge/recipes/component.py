@@ -49,6 +49,7 @@ from wheelforge.recipes.yamlschema import (
     Keys,
     Line,
     Matches,
+    NoneOf,
     NotEmpty,
     Text,
     Unique,
@@ -154,13 +155,6 @@ def _pep440(raw: str) -> str:
                       f"version without a leading tag prefix such as 'v'") from None
 
 
-def _not_reserved(key: str) -> str:
-    if key in RESERVED_ENV:
-        raise problem(f"${key} is set by the build itself (see docs/recipes.md); use another "
-                      f"name")
-    return key
-
-
 def _template(value: str) -> str:
     try:
         template_variables(value)
@@ -190,8 +184,10 @@ Requirement = Annotated[Line, Matches(REQ_RE, "requirement")]
 Apt = Annotated[Line, Matches(APT_RE, "apt package name")]
 Module = Annotated[Line, Matches(MODULE_RE, "Python module name")]
 WheelPath = Annotated[Line, Matches(MEMBER_PATH_RE, "path in the wheel")]
-EnvName = Annotated[Line, Matches(ENV_KEY_RE, "environment name (UPPER_CASE letters, "
-                                             "digits and _)"), AfterValidator(_not_reserved)]
+EnvName = Annotated[Line, Matches(ENV_KEY_RE, "environment name (UPPER_CASE letters, digits "
+                                              "and _)"),
+                    NoneOf(RESERVED_ENV, lambda key: f"${key} is set by the build itself (see "
+                                                     f"docs/recipes.md); use another name")]
 Env = dict[EnvName, Annotated[Line, AfterValidator(_template)]]
 
 
@@ -373,7 +369,7 @@ class JitModel(Keys):
 
 
 class RecipeModel(Keys):
-    """A component recipe: recipes/NAME.yaml."""
+    """A component recipe: NAME.yaml in a recipe set such as recipes/."""
 
     model_config = ConfigDict(title="wheelforge component recipe")
 

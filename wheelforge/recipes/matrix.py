@@ -33,6 +33,7 @@ from wheelforge.recipes.yamlschema import (
     Line,
     Mapping,
     Matches,
+    NoneOf,
     NotEmpty,
     Text,
     Unique,
@@ -114,13 +115,6 @@ def _rewrite(item: str) -> str:
     return item
 
 
-def _not_a_placeholder(name: str) -> str:
-    if name in CELL_VARIABLES or name in RECIPE_VARIABLES:  # it would shadow that value
-        raise problem(f"{{{name}}} is set by the cell or the recipe itself; give the variable "
-                      f"another name")
-    return name
-
-
 PythonVersion = Annotated[Line, Matches(PYTHON_RE, "Python version (3.N)")]
 Image = Annotated[Line, Matches(IMAGE_RE, "image"), AfterValidator(_image)]
 ArchName = name_of("arch name")
@@ -154,13 +148,15 @@ class VariantModel(Keys):
     """A variant: values of the variables recipes use as {placeholders}."""
 
     description: Text = Field("", description="Free text for people.")
-    vars: dict[Annotated[str, Matches(VAR_RE, "variable name (lowercase letters, digits "
-                                              "and _)"), AfterValidator(_not_a_placeholder)],
+    vars: dict[Annotated[Line, Matches(VAR_RE, "variable name (lowercase letters, digits and _)"),
+                         NoneOf({*CELL_VARIABLES, *RECIPE_VARIABLES}, lambda name: (
+                             f"{{{name}}} is set by the cell or the recipe itself; give the "
+                             f"variable another name"))],
                Line] = Field({}, description="NAME: VALUE; every variant sets the same names.")
 
 
 class MatrixModel(Keys):
-    """The build matrix: recipes/matrix.yaml."""
+    """The build matrix: matrix.yaml in a recipe set such as recipes/."""
 
     model_config = ConfigDict(title="wheelforge build matrix")
 

@@ -32,6 +32,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -180,7 +181,8 @@ class Rule:
 class Matches(Rule):
     """Text that `regex` matches in full; else `'value' is not a valid WHAT` and `fix`."""
 
-    def __init__(self, regex: re.Pattern, what: str, fix: Any = metachar_hint) -> None:
+    def __init__(self, regex: re.Pattern, what: str,
+                 fix: Callable[[str], str] = metachar_hint) -> None:
         self.regex, self.what, self.fix = regex, what, fix
 
     def check(self, value: str) -> str:
@@ -205,6 +207,21 @@ class NotEmpty(Rule):
 
     def extend(self, schema: dict[str, Any]) -> None:
         schema["minProperties" if schema.get("type") == "object" else "minItems"] = 1
+
+
+class NoneOf(Rule):
+    """Text that is none of `names` (names something sets itself); `why(value)` says so."""
+
+    def __init__(self, names: Iterable[str], why: Callable[[str], str]) -> None:
+        self.names, self.why = frozenset(names), why
+
+    def check(self, value: str) -> str:
+        if value in self.names:
+            raise problem(self.why(value))
+        return value
+
+    def extend(self, schema: dict[str, Any]) -> None:
+        schema["not"] = {"enum": sorted(self.names)}
 
 
 class EachOnce(Rule):

@@ -2,14 +2,13 @@
 editors complete and check recipes (recipes/schema/; the first line of each recipe and
 matrix names its schema for yaml-language-server), and the key tables of docs/recipes.md.
 
-`invoke schema` (or `python3 -m wheelforge.recipes.reference --write`) writes them from
-`RecipeModel` and `MatrixModel`; `--check` fails when the committed ones differ, as the
-unit tests do. Not imported by any command that builds: only this task and the tests.
+`invoke schema` writes them from `RecipeModel` and `MatrixModel`; `invoke schema --check`
+fails when the committed ones differ, as the unit tests do. Only that task and the tests
+import this module: no command that builds reads it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -163,15 +162,3 @@ def publish(*, check: bool = False) -> None:
         path.write_text(texts[path], encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python3 -m wheelforge.recipes.reference",
-                                     description=__doc__.split("\n\n")[0])
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="write the stale files")
-    mode.add_argument("--check", action="store_true", help="exit 1 when a file is stale")
-    args = parser.parse_args()
-    try:
-        publish(check=args.check)
-    except UserError as exc:
-        raise SystemExit(f"error: {exc}") from None

@@ -33,6 +33,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,30 +104,22 @@ def text_of(value: Any) -> str:
     return getattr(value, "text", "") or str(value)
 
 
-def _single_value(value: Any, control: re.Pattern, multiline: bool) -> str:
+def _single_value(value: Any, *, multiline: bool) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise problem("must be a single value (a string)")
     value = text_of(value)
-    if control.search(value):
+    if (MULTILINE_CONTROL_RE if multiline else CONTROL_RE).search(value):
         raise problem(control_problem(value, multiline=multiline))
     return value
 
 
-def _one_line(value: Any) -> str:
-    return _single_value(value, CONTROL_RE, multiline=False)
-
-
-def _lines(value: Any) -> str:
-    return _single_value(value, MULTILINE_CONTROL_RE, multiline=True)
-
-
 # One value written as text (a number keeps its YAML text), without control characters.
-Line = Annotated[str, BeforeValidator(_one_line),
+Line = Annotated[str, BeforeValidator(partial(_single_value, multiline=False)),
                  WithJsonSchema({"type": "string", "pattern": f"^[^{CONTROL}]*$"})]
 
 
 # Text that may span lines (steps, descriptions): newlines and tabs, no other control.
-Text = Annotated[str, BeforeValidator(_lines),
+Text = Annotated[str, BeforeValidator(partial(_single_value, multiline=True)),
                  WithJsonSchema({"type": "string", "pattern": f"^[^{MULTILINE_CONTROL}]*$"})]
 
 
@@ -248,11 +241,9 @@ def name_of(what: str) -> Any:
 # pydantic's own error kinds, worded as the rest (the rules above word their own).
 WORDING = {
     "bool_type": "must be true or false",
-    "string_type": "must be a single value (a string)",
     "list_type": "must be a list ([a, b] or '- a' lines)",
     "dict_type": "must be a mapping (key: value lines)",
     "model_type": "must be a mapping (key: value lines)",
-    "model_attributes_type": "must be a mapping (key: value lines)",
     "float_type": "must be a number, e.g. 1 or 0.5",
     "finite_number": "must be a finite number, e.g. 1 or 0.5",
 }

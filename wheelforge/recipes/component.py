@@ -191,7 +191,8 @@ EnvName = Annotated[Line, Matches(ENV_KEY_RE, "environment name (UPPER_CASE lett
 Env = dict[EnvName, Annotated[Line, AfterValidator(_template)]]
 
 
-def ref(what: str) -> Any:
+def ref_of(what: str) -> Any:
+    """The type of a git ref or a version: see REF_RE."""
     return Annotated[Line, Matches(REF_RE, what)]
 
 
@@ -205,10 +206,10 @@ class GitModel(Keys):
     git: GitUrl = Field(description="The repository: an https, http, ssh, git or file URL, "
                                     "or user@host:path.")
     pin: Commit = Field(None, description="The full commit the stable channel builds.")
-    branch: ref("branch name") = Field(
+    branch: ref_of("branch name") = Field(
         None, description="The branch whose head the nightly channel builds, resolved when "
                           "the plan is made. A pin, a branch or both.")
-    tag: ref("tag name") = Field(None, description="The tag of `pin`: a label for people, "
+    tag: ref_of("tag name") = Field(None, description="The tag of `pin`: a label for people, "
                                                    "never fetched.")
     submodules: Flag = Field(False, description="Fetch the submodules too (git submodule "
                                                 "update --init --recursive).")
@@ -230,7 +231,7 @@ class SdistModel(Keys):
     model_config = ConfigDict(title="sdist source")
 
     sdist: Distribution = Field(description="The distribution's name.")
-    version: ref("version") = Field(description="The version to download.")
+    version: ref_of("version") = Field(description="The version to download.")
     sha256: Sha256 = Field(description="The sdist file's sha256.")
 
     def loaded(self) -> SdistSource:
@@ -324,7 +325,7 @@ class OutputsModel(Keys):
                         "fails the build.")
     prefix: Flag = Field(False, description="An install prefix in $PREFIX instead (an "
                                             "intermediate artifact, e.g. LLVM/MLIR).")
-    version: Annotated[ref("version"), AfterValidator(_pep440)] = Field(
+    version: Annotated[ref_of("version"), AfterValidator(_pep440)] = Field(
         None, description="The PEP 440 version its wheels must have ({version} in env); see "
                           "Versions below.")
 

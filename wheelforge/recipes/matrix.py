@@ -119,7 +119,7 @@ PythonVersion = Annotated[Line, Matches(PYTHON_RE, "Python version (3.N)")]
 Image = Annotated[Line, Matches(IMAGE_RE, "image"), AfterValidator(_image)]
 ArchName = name_of("arch name")
 ArchSetName = name_of("arch set name")
-NOTHING = "lists nothing; list at least one, or remove the key to use the matrix's own"
+NARROWS_NOTHING = "lists nothing; list at least one, or remove the key to use the matrix's own"
 
 
 class StackModel(Keys):
@@ -131,9 +131,9 @@ class StackModel(Keys):
         [], description="Debian packages installed in the builder for every component.")
     runtime_apt: Annotated[list[name_of("apt package")], Unique] = Field(
         [], description="Debian packages of its runtime images.")
-    python: Annotated[list[PythonVersion], Unique, NotEmpty(NOTHING)] = Field(
+    python: Annotated[list[PythonVersion], Unique, NotEmpty(NARROWS_NOTHING)] = Field(
         None, description="Its Python versions; default: the matrix's python.")
-    archs: Annotated[list[ArchSetName], Unique, NotEmpty(NOTHING)] = Field(
+    archs: Annotated[list[ArchSetName], Unique, NotEmpty(NARROWS_NOTHING)] = Field(
         None, description="The arch sets it builds; default: every arch set.")
     runtime_toolchain: Literal["forbidden", "allowed"] = Field(
         "forbidden", description="forbidden: building a runtime image that holds a compiler "

@@ -74,8 +74,8 @@ CORPUS = [
      "matrix.yaml:10: archs.gfx950[0]: unknown arch 'gfx924' (did you mean 'gfx942'?); "
      "known archs: gfx942, gfx950"),
     ("matrix_unknown_channel",
-     "matrix.yaml:1: channels[1]: 'nigthly' is not one of stable, nightly (did you mean "
-     "'nightly'?); write one of them"),
+     "matrix.yaml:1: channels[1]: 'nigthly': write stable or nightly (did you mean "
+     "'nightly'?)"),
     ("matrix_unknown_key", "matrix.yaml:7: known_arch: unknown key (did you mean 'known_archs'?)"),
     ("matrix_variant_var_shadows_cell",
      "matrix.yaml:13: variants.ckfree.vars.archs: {archs} is set by the cell or the recipe "

@@ -70,7 +70,7 @@ def test_the_key_tables_are_made_between_their_markers_and_the_prose_is_kept():
     assert "OLD TABLE" not in made and "\nmiddle\n" in made and made.endswith("-->\nend\n")
     assert "| `source.pin` | text | optional | The full commit the stable channel builds. |" \
         in made
-    assert "| `stacks.NAME.runtime_toolchain` | `forbidden` or `allowed` | `forbidden` |" in made
+    assert "| `stacks.NAME.runtime_toolchain` | `allowed` or `forbidden` | `forbidden` |" in made
     with pytest.raises(UserError, match=r"no <!-- keys:matrix --> \.\.\. <!-- /keys:matrix -->"):
         reference.docs_text("<!-- keys:recipe --><!-- /keys:recipe -->")
 

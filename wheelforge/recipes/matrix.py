@@ -135,10 +135,10 @@ class StackModel(Keys):
         None, description="Its Python versions; default: the matrix's python.")
     archs: Annotated[list[ArchSetName], Unique, NotEmpty(NARROWS_NOTHING)] = Field(
         None, description="The arch sets it builds; default: every arch set.")
-    runtime_toolchain: Literal["forbidden", "allowed"] = Field(
-        "forbidden", description="forbidden: building a runtime image that holds a compiler "
-                                 "fails; allowed: what is there is listed (ROCm stacks, whose "
-                                 "components compile kernels at run time).")
+    runtime_toolchain: Literal["allowed", "forbidden"] = Field(
+        "forbidden", description="allowed: what compiler its runtime image holds is listed "
+                                 "(ROCm stacks, whose components compile kernels at run time); "
+                                 "forbidden: building a runtime image that holds one fails.")
     jit_coverage: Literal["report", "required"] = Field(
         "report", description="required: a wheel set in which a module would compile at "
                               "first use is refused; report: it is reported.")

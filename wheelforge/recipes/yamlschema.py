@@ -270,8 +270,8 @@ def _worded(error: ErrorDetails) -> tuple[tuple[str | int, ...], str]:
     if kind == "literal_error":
         choices = re.findall(r"'([^']*)'", ctx["expected"])
         value = text_of(error["input"])
-        return loc, (f"{value!r} is not one of {', '.join(choices)}"
-                     f"{did_you_mean(value, choices)}; write one of them")
+        return loc, (f"{value!r}: write {', '.join(choices[:-1])} or {choices[-1]}"
+                     f"{did_you_mean(value, choices)}")
     if kind == "greater_than_equal":
         return loc, f"must be a number >= {ctx['ge']}"
     return loc, WORDING.get(kind, f"{error['msg']} (see docs/recipes.md)")

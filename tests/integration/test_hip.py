@@ -77,12 +77,20 @@ def test_components_are_limited_to_their_stacks():
         assert build.archs == archs and dict(build.env)["GPU_ARCHS"] == ";".join(archs)
 
 
+def _line(file: str, start: str) -> int:
+    """The line of demo recipe `file` that begins with `start`."""
+    lines = (ROOT / "demo" / "recipes" / file).read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if line.startswith(start))
+
+
 @pytest.mark.parametrize(("file", "old", "new", "message"), [
     ("hipblend.yaml", "stacks: [rocm6.4-sid]", "stacks: [rocm6.4-sd]",
-     r"^hipblend\.yaml:11: stacks: no stack named 'rocm6\.4-sd' in the matrix \(did you mean "
+     rf"^hipblend\.yaml:{_line('hipblend.yaml', 'stacks:')}: stacks: no stack named "
+     r"'rocm6\.4-sd' in the matrix \(did you mean "
      r"'rocm6\.4-sid'\?\); stacks: bookworm, rocm6\.4-sid$"),
     ("hipsaxpy.yaml", "stacks: [rocm6.4-sid]", "stacks: [bookworm]",
-     r"^hipblend\.yaml:12: depends: 'hipsaxpy' is not built for stack 'rocm6\.4-sid' "),
+     rf"^hipblend\.yaml:{_line('hipblend.yaml', 'depends:')}: depends: 'hipsaxpy' is not "
+     r"built for stack 'rocm6\.4-sid' "),
     ("matrix.yaml", "archs: [gfx942, gfx950, gfx942-gfx950]",
      "archs: [gfx942, gfx905, gfx942-gfx950]",
      r"^matrix\.yaml:\d+: stacks\.rocm6\.4-sid\.archs\[1\]: no arch set named 'gfx905'"),

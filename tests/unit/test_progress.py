@@ -280,12 +280,15 @@ def test_the_image_builds_phases_are_read_from_its_marks():
     profile is the time from one mark to the next, and a line that only looks like one is
     not a mark."""
     step = engine.Vertex("d", logs=[
-        "wheelforge-phase: checks 100.0", "noise", "wheelforge-phase: gpu-audit 100.5",
+        "wheelforge-phase: checks 100.0", "noise", "wheelforge-phase: venv 100.5",
         "wheelforge-phase: pip-install not-a-time", "wheelforge-phase: pip-install 102.25",
+        # a lane beside the others: its marks come out when it is waited for
+        "wheelforge-phase: audits/gpu-audit 100.5", "wheelforge-phase: audits/end 101.5",
         "wheelforge-phase: end 103.0"])
     result = engine.BuildResult(ok=True, vertices={"d": step}, error="", seconds=3)
-    assert result.phases() == {"checks": 0.5, "gpu-audit": 1.75, "pip-install": 0.75}
+    assert result.phases() == {"checks": 0.5, "venv": 1.75, "pip-install": 0.75,
+                               "audits/gpu-audit": 1.0}
     assert engine.BuildResult(ok=True, vertices={}, error="", seconds=0).phases() == {}
     text = (ROOT / "docker" / "Dockerfile.clean").read_text()
-    assert {"gpu-audit", "link-audit", "pip-install", "import-checks", "end"} <= set(
-        re.findall(r"phase ([a-z-]+)", text))
+    assert {"audits/gpu-audit", "audits/link-audit", "audits/end", "audits-wait",
+            "pip-install", "import-checks", "end"} <= set(re.findall(r"phase ([a-z/-]+)", text))

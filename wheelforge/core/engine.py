@@ -192,15 +192,18 @@ class BuildResult:
 
     def phases(self) -> dict[str, float]:
         """Seconds per part of a step that marks its parts (`wheelforge-phase: NAME TIME`
-        as each begins, TIME in seconds since the epoch; the last mark ends the step)."""
-        marks = []
+        as each begins, TIME in seconds since the epoch; the last mark ends the step).
+        Parts that run beside the others mark a lane of their own, `LANE/NAME`, which its
+        own last mark ends."""
+        lanes: dict[str, list[tuple[str, float]]] = {}
         for vertex in self.vertices.values():
             for line in vertex.logs:
                 words = line.partition(PHASE_MARK)[2].split()
                 if len(words) == 2:
                     with contextlib.suppress(ValueError):
-                        marks.append((words[0], float(words[1])))
-        return {name: round(end - start, 3)
+                        lane = words[0].rpartition("/")[0]
+                        lanes.setdefault(lane, []).append((words[0], float(words[1])))
+        return {name: round(end - start, 3) for marks in lanes.values()
                 for (name, start), (_, end) in zip(marks, marks[1:], strict=False)}
 
     def show_failed_output(self, lines: int = 40) -> None:

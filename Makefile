@@ -17,7 +17,7 @@ CURRENT_DOCKER_CONFIG := $(CURDIR)/.cache/engines/current/docker-config
 # shell text: the free disk where the tests write, printed around each pass
 FREE_HERE = $$(df -h --output=avail . | tail -1 | tr -d ' ') free here
 
-setup:            ## install engine, buildx, registry, debootstrap, Python tools
+setup:            ## install engine, buildx, registry, skopeo, debootstrap, Python tools
 	bash ci/setup-host.sh
 
 demo: setup       ## the main job: demo wheels, runtime images and smoke

@@ -5,8 +5,8 @@
 #     and buildx that already answer are used as they are, on any distribution.
 #     Missing ones come from apt: on Debian from Debian 13 (trixie, added with a low
 #     pin), elsewhere setup stops with one line saying what to install;
-#   - docker-registry (the CNCF distribution registry) and debootstrap, from the
-#     host's own apt suites;
+#   - docker-registry (the CNCF distribution registry), skopeo (the registry client
+#     that publishing uses) and debootstrap, from the host's own apt suites;
 #   - the Python tools (ci/requirements-dev.txt; --runtime: ci/requirements.txt) and,
 #     for the tests (not with --runtime), chromium (the timeline is checked as a picture);
 #   - with --current-engine (make test runs it): Debian unstable's docker-buildx as a
@@ -153,6 +153,7 @@ if [ -z "$buildx" ] || ! version_ge "$buildx" "$MIN_BUILDX"; then
 fi
 need_apt=()
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 # The tests look at the build timeline as a picture, in a real headless browser.
 if [ "$REQUIREMENTS" = "$ROOT/ci/requirements-dev.txt" ] && ! command -v chromium >/dev/null; then

@@ -16,18 +16,28 @@ registries that never delete through the API do.
 ``credential_helper(...)`` writes a docker credential helper that answers for one host.
 
 ``serve_errors(status=...)`` is not a registry: it is a loopback HTTP server that answers
-every request with one 5xx status, or accepts connections and never answers, so the
+every request with one 4xx or 5xx status, or accepts connections and never answers, so the
 client's retries and its final error line can be checked against a misbehaving host.
+
+``push_image(host, repo, tag, content)`` pushes a tiny image without an engine: it writes
+an OCI image layout (``oci-layout``, ``index.json``, ``blobs/sha256/...``) holding a
+one-layer image, or an index of one such image per architecture, and copies it with
+``skopeo copy oci:DIR:TAG docker://HOST/REPO:TAG``, digests preserved.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import http.server
+import io
 import json
 import secrets
 import shutil
 import socket
 import subprocess
+import tarfile
+import tempfile
 import threading
 import time
 import urllib.error
@@ -40,6 +50,7 @@ from typing import Self
 
 from wheelforge.core.engine import stop_group
 from wheelforge.core.terminal import UserError
+from wheelforge.publish.registry import config_path, skopeo_message
 
 BINARY = "docker-registry"
 _READY_SECONDS = 20.0
@@ -243,27 +254,29 @@ class FaultServer(_StopOnExit):
     def __init__(self, status: int | None) -> None:
         self.status = status
         self._lock = threading.Lock()
-        self._count = 0
+        self._requests: list[str] = []
         self._release = threading.Event()
         fault = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def handle(self) -> None:
-                fault._hit()
                 if fault.status is None:
                     fault._release.wait()  # accept, never answer
                     return
                 super().handle()
 
             def _fail(self) -> None:
-                body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+                with fault._lock:
+                    fault._requests.append(f"{self.command} {self.path}")
+                code = "UNAVAILABLE" if (fault.status or 500) >= 500 else "DENIED"
+                body = json.dumps({"errors": [{"code": code, "message": "injected fault"}]})
                 self.send_response(fault.status or 500)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Connection", "close")
                 self.end_headers()
                 if self.command != "HEAD":
-                    self.wfile.write(body)
+                    self.wfile.write(body.encode())
                 self.close_connection = True
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = _fail
@@ -277,15 +290,11 @@ class FaultServer(_StopOnExit):
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def _hit(self) -> None:
-        with self._lock:
-            self._count += 1
-
     @property
-    def connections(self) -> int:
-        """How many connections (one per client attempt) it has accepted."""
+    def requests(self) -> list[str]:
+        """``METHOD PATH`` of each HTTP request it has answered, in order."""
         with self._lock:
-            return self._count
+            return list(self._requests)
 
     def stop(self) -> None:
         self._release.set()
@@ -296,7 +305,64 @@ class FaultServer(_StopOnExit):
 
 
 def serve_errors(*, status: int | None = 500) -> FaultServer:
-    """Answer every request with ``status`` (e.g. 500, 503); ``None``: accept, never answer."""
-    if status is not None and not 500 <= status <= 599:
-        raise UserError(f"serve_errors(status={status}) injects 5xx faults only; use 500-599")
+    """Answer every request with ``status`` (e.g. 403, 503); ``None``: accept, never answer."""
+    if status is not None and not 400 <= status <= 599:
+        raise UserError(f"serve_errors(status={status}) injects 4xx and 5xx faults; use 400-599")
     return FaultServer(status)
+
+
+def _blob(layout: Path, media_type: str, data: bytes) -> dict[str, object]:
+    """Store ``data`` under ``layout/blobs/sha256/``; its OCI descriptor."""
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+
+def _image(layout: Path, content: bytes, arch: str) -> dict[str, object]:
+    """A one-layer image whose only file, hello.txt, holds ``content``; its descriptor."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(content)
+        archive.addfile(info, io.BytesIO(content))
+    diff_id = "sha256:" + hashlib.sha256(tar.getvalue()).hexdigest()
+    config = {"architecture": arch, "os": "linux",
+              "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
+    manifest = {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": _blob(layout, "application/vnd.oci.image.config.v1+json",
+                        json.dumps(config).encode()),
+        "layers": [_blob(layout, "application/vnd.oci.image.layer.v1.tar+gzip",
+                         gzip.compress(tar.getvalue(), mtime=0))],
+    }
+    return _blob(layout, manifest["mediaType"], json.dumps(manifest).encode())
+
+
+def push_image(host: str, repo: str, tag: str, content: bytes, *, archs: tuple[str, ...] = (),
+               authfile: Path | None = None) -> str:
+    """Push a tiny image to HOST/REPO:TAG; its digest (with ``archs``, an index's of one
+    image per arch). Credentials: ``authfile``, else the docker config, if it exists."""
+    with tempfile.TemporaryDirectory(prefix="wheelforge-oci-") as folder:
+        layout = Path(folder)
+        if archs:
+            manifests = [{**_image(layout, content + arch.encode(), arch),
+                          "platform": {"architecture": arch, "os": "linux"}} for arch in archs]
+            index = {"schemaVersion": 2, "manifests": manifests,
+                     "mediaType": "application/vnd.oci.image.index.v1+json"}
+            top = _blob(layout, index["mediaType"], json.dumps(index).encode())
+        else:
+            top = _image(layout, content, "amd64")
+        top["annotations"] = {"org.opencontainers.image.ref.name": tag}
+        (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [top]}))
+        auth = authfile or config_path()
+        proc = subprocess.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests",
+                               "--dest-tls-verify=false",
+                               *(["--dest-authfile", str(auth)] if auth.is_file() else []),
+                               f"oci:{layout}:{tag}", f"docker://{host}/{repo}:{tag}"],
+                              capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise UserError(f"skopeo could not push {host}/{repo}:{tag}: "
+                        f"{skopeo_message(proc.stderr)}")
+    return str(top["digest"])

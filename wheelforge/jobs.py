@@ -325,7 +325,7 @@ def _nightly(ins: Inputs, *, channel: str, cells: str | None, registry: str,
     failures: dict[str, str] = {}
     done = []
     with engine.engine_running():
-        reg.ping()
+        reg.ping(matrix.repository)
         for cell in selected:
             engine.say(f"nightly: === {cell.id} ===")
             try:
@@ -374,7 +374,7 @@ def pull(ins: Inputs, *, registry: str, arch: str, variant: str | None,
         raise UserError(f"--channel {channel}: choose from {', '.join(matrix.channels)}")
     tag = f"{channel}-{arch}-{variant or matrix.default_variant}"
     ref = f"{registry}/{matrix.repository}:{tag}"
-    Registry(registry).ping()
+    Registry(registry).ping(matrix.repository)
     with engine.engine_running():
         engine.say(f"pull: {ref}")
         engine.docker(["pull", "-q", ref], what=f"{ref} ", timeout=3600)

@@ -3,9 +3,10 @@
 Real parts only: the engine (the shared one with the containerd image store, and a
 private dockerd with the classic store, started and stopped here), Debian's
 docker-registry with htpasswd authentication, buildx imagetools, and the smoke suite.
-The registry's credentials reach docker, buildx and the registry API client only through
-a credential helper of the tests' own (`docker-credential-wftest` on PATH, named by
-`credHelpers` in a DOCKER_CONFIG of the tests'); no `auths` entry exists anywhere.
+The registry's credentials reach docker, buildx and skopeo only through a credential
+helper of the tests' own (`docker-credential-wftest` on PATH, named by `credHelpers` in a
+DOCKER_CONFIG of the tests'); no `auths` entry exists in any config that a run reads (the
+tests read the registry back with an `auths` file of their own).
 
 No GPU here: the suite's real report says that no check ran on a GPU, and such a report
 must not promote. The GPU report is that real report with its device set to a GPU and its
@@ -14,6 +15,7 @@ device check passed (the one fabricated input, as a GPU machine would write it).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import json
@@ -63,9 +65,10 @@ class Login:
     host: str
     env: dict[str, str]
     helper_log: Path
+    reader: Path  # a docker config.json with `auths` for the tests' own reads
 
     def registry(self) -> Registry:
-        return Registry(self.host, credentials=(USER, PASSWORD))
+        return Registry(self.host, config=self.reader)
 
     def tags(self) -> dict[str, str | None]:
         reg = self.registry()
@@ -90,7 +93,11 @@ def login_registry(root: Path, *, delete: bool = True,
             (config / "cli-plugins" / "docker-buildx").symlink_to(plugin)
         env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
                "DOCKER_CONFIG": str(config)}
-        yield Login(host=server.host, env=env, helper_log=helper_log)
+        reader = root / "reader" / "config.json"
+        reader.parent.mkdir()
+        secret = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        reader.write_text(json.dumps({"auths": {server.host: {"auth": secret}}}))
+        yield Login(host=server.host, env=env, helper_log=helper_log, reader=reader)
 
 
 @contextlib.contextmanager
@@ -305,7 +312,7 @@ def test_two_publishes_on_one_day_keep_both_dated_digests(
             assert version == direct  # docker runs the plugin asked for
         anonymous = Registry(login.host)  # DOCKER_CONFIG of the test process: no login
         with pytest.raises(Exception, match="needs credentials"):
-            anonymous.ping()
+            anonymous.ping(REPO)
 
         digests = []
         for image in local_images:

@@ -72,7 +72,7 @@ def setup(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess,
 
 def test_an_engine_that_came_first_is_used_and_nothing_of_it_is_installed(tmp_path):
     env = host(tmp_path, engine="28.5.2", buildx="v0.29.1",
-               have=("docker-registry", "debootstrap", "chromium"), uid=1001)
+               have=("docker-registry", "skopeo", "debootstrap", "chromium"), uid=1001)
     proc, calls = setup(env)
     assert proc.returncode == 0, proc.stderr
     assert not [c for c in calls if c.startswith(("apt-get", "sudo"))], calls
@@ -85,7 +85,7 @@ def test_an_engine_that_came_first_is_used_and_nothing_of_it_is_installed(tmp_pa
 
 def test_an_installed_engine_whose_daemon_is_stopped_is_not_installed_again(tmp_path):
     env = host(tmp_path, engine="26.1.5+dfsg1", buildx="0.13.1+ds1",
-               have=("docker-registry", "debootstrap", "chromium"), running=False)
+               have=("docker-registry", "skopeo", "debootstrap", "chromium"), running=False)
     proc, calls = setup(env)
     assert proc.returncode == 0, proc.stderr
     assert not [c for c in calls if c.startswith(("apt-get", "sudo"))], calls
@@ -98,14 +98,14 @@ def test_dry_run_says_what_it_would_install_and_runs_nothing(tmp_path):
     proc, calls = setup(env, "--dry-run", "--runtime")
     assert proc.returncode == 0, proc.stderr
     assert "would install engine packages: nothing" in proc.stdout
-    assert "would install packages: docker-registry debootstrap" in proc.stdout
+    assert "would install packages: docker-registry skopeo debootstrap" in proc.stdout
     assert "would install Python tools: requirements.txt" in proc.stdout
     assert [c.split()[0] for c in calls] == ["docker", "docker"]  # it only asked versions
 
 
 def test_a_missing_registry_comes_from_the_hosts_own_suites_through_sudo(tmp_path):
-    env = host(tmp_path, engine="27.3.1", buildx="v0.17.1", have=("debootstrap", "chromium"),
-               uid=1001)
+    env = host(tmp_path, engine="27.3.1", buildx="v0.17.1",
+               have=("skopeo", "debootstrap", "chromium"), uid=1001)
     proc, calls = setup(env)
     assert proc.returncode == 0, proc.stderr
     apt = [c for c in calls if c.startswith("sudo")]
@@ -119,7 +119,7 @@ def test_a_missing_registry_comes_from_the_hosts_own_suites_through_sudo(tmp_pat
                                                 ("28.5.2", "v0.12.1")])
 def test_an_engine_that_cannot_be_installed_here_is_one_line(tmp_path, engine, buildx):
     env = host(tmp_path, engine=engine, buildx=buildx,
-               have=("docker-registry", "debootstrap", "chromium"))
+               have=("docker-registry", "skopeo", "debootstrap", "chromium"))
     proc, calls = setup(env)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()

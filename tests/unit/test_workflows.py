@@ -92,6 +92,11 @@ def test_publish_runs_after_smoke_in_the_same_job() -> None:
     assert wheels < uploads["wheels/timeline.html"] < image
 
 
+def test_skopeo_is_there_before_anything_reads_the_registry() -> None:
+    build = steps(load(NIGHTLY), "build")
+    assert index_of(build, "apt-get install -y -qq skopeo") < index_of(build, "invoke push")
+
+
 def test_registry_credentials_come_only_from_secrets() -> None:
     doc = load(NIGHTLY)
     login = [s for s in steps(doc, "build") if "docker/login-action" in str(s.get("uses", ""))]

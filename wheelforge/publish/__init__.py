@@ -7,8 +7,8 @@ registries (127.0.0.1, localhost) over plain HTTP without any builder configurat
 Tagging copies a manifest by digest: `imagetools create --tag NEW REPO@DIGEST`. An image
 index is copied unchanged by every buildx; a single image manifest only when buildx has
 `--prefer-index` (0.13.1 does not: it wraps the manifest in a new index, a new digest).
-`copy_tag` says when it cannot copy unchanged, so that the caller can copy the bytes
-through the registry API instead; every tag it sets is read back and checked.
+`copy_tag` says when it cannot copy unchanged, so that the caller can copy it unchanged
+with skopeo instead (publish/registry.py); every tag it sets is read back and checked.
 
 `invoke push` and `invoke publish`: a cell's runtime image into a registry, then promotion.
 
@@ -160,10 +160,9 @@ def push_image(manifest: dict, local_tag: str, registry: Registry, *, day: _dt.d
     manifest's, the same as the image's revision label), not the checkout's now.
     """
     revision = manifest.get("wheelforge_revision", "")
-    registry.ping()  # a registry that is down fails here, bounded, before anything moves
     repo, cell = manifest["repository"], manifest["cell"]
     repository = f"{registry.host}/{repo}"
-    existing = registry.tags(repo)
+    existing = registry.tags(repo)  # a registry that is down fails here, before anything moves
     dated = next_dated_tag(existing, cell, day)
     remote = f"{repository}:{dated}"
     engine.docker(["tag", local_tag, remote])
@@ -211,7 +210,6 @@ def _claim_next(registry: Registry, repo: str, cell: str, day: _dt.date, digest:
 def find_published(manifest: dict, registry: Registry, digest: str) -> Published | None:
     """The cell's dated image with this digest, if the registry has one (newest first)."""
     repo, cell = manifest["repository"], manifest["cell"]
-    registry.ping()
     for _, _, tag in reversed(dated_tags(registry.tags(repo), cell)):
         held = inspect_remote(f"{registry.host}/{repo}:{tag}")
         if held is not None and held.digest == digest:
@@ -227,7 +225,7 @@ def set_tag(registry: Registry, repo: str, source: Remote, tag: str) -> None:
     repository = f"{registry.host}/{repo}"
     if not copy_tag(repository, source, tag):
         # This buildx would wrap a single manifest in a new index (a new digest): copy the
-        # manifest's bytes through the registry API instead, then read the tag back.
+        # manifest unchanged with skopeo instead, then read the tag back.
         registry.tag(repo, source.digest, tag)
         check_tag(repository, tag, source.digest)
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Build benchmarks on the demo recipe set, on a real engine.
 
-  cold build        both stable cells after `docker buildx prune -af` (no BuildKit cache,
-                    no apt/pip cache mounts; sources already fetched, base image present)
+  cold build        every stable cell of the demo (two CPU, three ROCm) after `docker
+                    buildx prune -af` (no BuildKit cache, no apt/pip cache mounts; sources
+                    already fetched, base images present)
   no-op rebuild     the same again, RUNS times (median): every component must be a cache
                     hit; with a profile of where the last one spends its time (plan,
                     fetch, each bake wave, runtime deps, each audit, swap-in)
@@ -12,11 +13,12 @@
                     installs the same wheels in the same base (FROM base; RUN venv + pip
                     install --no-index), each run RUNS times, alternating (median), with
                     the median seconds of each part of Dockerfile.clean's step (its
-                    `wheelforge-phase:` marks: checks, apt, venv, set check, GPU audit,
-                    link audit, pip install, import checks)
+                    `wheelforge-phase:` marks: checks, apt, venv, set check, pip install,
+                    import checks, and the GPU-target and link audits, which run beside
+                    the venv and the set check: `audits/...`, and the wait for them)
   size overhead     runtime image vs base image + installed wheels (du inside the images)
 
-Writes bench/results/<date>.json and prints a Markdown section to add to RESULTS.md.
+Writes bench/results/<date>.json and prints it; RESULTS.md has a dated section per run.
 Run: python3 bench/build_bench.py   (make bench)
 """
 

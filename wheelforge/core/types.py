@@ -103,10 +103,6 @@ class Matrix:
         """The arch sets a stack builds, in the matrix's order."""
         return tuple(a for a in self.archs if not stack.archs or a[0] in stack.archs)
 
-    def default_arch_of(self, stack: Stack) -> str:
-        """The arch set the short floating tags of this stack's cells point at."""
-        return self.archs_of(stack)[0][0]
-
     def cells(self, channel: str | None = None) -> list[Cell]:
         out = []
         for ch in self.channels if channel is None else (channel,):

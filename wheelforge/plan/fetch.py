@@ -168,20 +168,20 @@ def _run(cmd: list[str]) -> str:
 LS_REMOTE_TIMEOUT_S = 60
 
 
+def _rule(url: str, rules: Rewrites) -> tuple[str, str] | None:
+    """The (base, prefix) rule with the longest prefix of `url`, as git picks its insteadOf."""
+    return max(((b, p) for b, p in rules if url.startswith(p)), key=lambda r: len(r[1]),
+               default=None)
+
+
 def rewrite(url: str, rules: Rewrites) -> str:
-    best = None
-    for base, prefix in rules:
-        if url.startswith(prefix) and (best is None or len(prefix) > len(best[1])):
-            best = (base, prefix)
+    best = _rule(url, rules)
     return url if best is None else best[0] + url[len(best[1]):]
 
 
 def file_mirror(url: str, rules: Rewrites) -> bool:
     """True when a configured rule rewrites `url` to a `file://` mirror (and not outside it)."""
-    best = None
-    for base, prefix in rules:
-        if url.startswith(prefix) and (best is None or len(prefix) > len(best[1])):
-            best = (base, prefix)
+    best = _rule(url, rules)
     if best is None or not best[0].startswith("file://"):
         return False
     rest = url[len(best[1]):]

@@ -2,8 +2,8 @@
 
 Real parts only: the engine (the shared one with the containerd image store, and a
 private dockerd with the classic store, started and stopped here), Debian's
-docker-registry with htpasswd authentication, buildx imagetools, and the smoke suite.
-The registry's credentials reach docker, buildx and skopeo only through a credential
+docker-registry with htpasswd authentication, skopeo, and the smoke suite.
+The registry's credentials reach docker and skopeo only through a credential
 helper of the tests' own (`docker-credential-wftest` on PATH, named by `credHelpers` in a
 DOCKER_CONFIG of the tests'); no `auths` entry exists in any config that a run reads (the
 tests read the registry back with an `auths` file of their own).
@@ -30,11 +30,10 @@ from pathlib import Path
 import pytest
 
 from tests import registry_server
-from tests.conftest import CELLS, ROOT, run_invoke
-from wheelforge import publish
+from tests.conftest import CELLS, run_invoke
 from wheelforge.core import wheelset
 from wheelforge.core.engine import stop_group
-from wheelforge.publish import Remote, inspect_remote, push_image
+from wheelforge.publish import push_image
 from wheelforge.publish.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -45,10 +44,6 @@ FLOATING = ("stable-x86-64-v2-default", "stable-x86-64-v2", "latest")
 DAY = "2026-11-24"
 DATED = f"{CELL}-20261124"
 USER, PASSWORD = "wf-helper-user", registry_server.PASSWORD
-# buildx as another engineer installs it (a CLI plugin in a DOCKER_CONFIG), if present.
-NEW_BUILDX = Path(os.environ.get(
-    "WHEELFORGE_TEST_BUILDX_PLUGIN",
-    ROOT / ".cache" / "engines" / "current" / "docker-config" / "cli-plugins" / "docker-buildx"))
 
 
 def _require(binary: str) -> None:
@@ -76,8 +71,7 @@ class Login:
 
 
 @contextlib.contextmanager
-def login_registry(root: Path, *, delete: bool = True,
-                   buildx_plugin: Path | None = None) -> Iterator[Login]:
+def login_registry(root: Path, *, delete: bool = True) -> Iterator[Login]:
     auth = registry_server.htpasswd_auth(root, USER)
     with registry_server.start(root / "registry", auth=auth, delete=delete) as server:
         bin_dir, config = root / "bin", root / "docker-config"
@@ -85,10 +79,9 @@ def login_registry(root: Path, *, delete: bool = True,
         helper_log = registry_server.credential_helper(bin_dir, "wftest", server.host, USER,
                                                        PASSWORD)
         (config / "config.json").write_text(json.dumps({"credHelpers": {server.host: "wftest"}}))
-        # The buildx this test run uses: the one asked for, else the plugin of the
-        # DOCKER_CONFIG the tests run under (if any), else the system's.
+        # The buildx of the DOCKER_CONFIG the tests run under (if any), else the system's.
         outer = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-        plugin = buildx_plugin or outer / "cli-plugins" / "docker-buildx"
+        plugin = outer / "cli-plugins" / "docker-buildx"
         if plugin.is_file():
             (config / "cli-plugins" / "docker-buildx").symlink_to(plugin)
         env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
@@ -289,27 +282,14 @@ def test_promotion_needs_gpu_evidence_for_the_pushed_digest(
     assert "s3cret" not in pushed.stdout + pushed.stderr + proven.stdout + proven.stderr
 
 
-# ---- 2. one day, two images; every buildx; a helper is the only login -------------------
+# ---- 2. one day, two images; a helper is the only login ---------------------------------
 
 
-def buildx_plugins() -> list:
-    params = [pytest.param(None, id="buildx-default")]
-    if NEW_BUILDX.is_file():
-        params.append(pytest.param(NEW_BUILDX, id="buildx-plugin"))
-    return params
-
-
-@pytest.mark.parametrize("plugin", buildx_plugins())
 def test_two_publishes_on_one_day_keep_both_dated_digests(
-        plugin: Path | None, wheels: Path, local_images, tmp_path: Path) -> None:
+        wheels: Path, local_images, tmp_path: Path) -> None:
     local = f"{REPO}:{CELL}"
-    with login_registry(tmp_path / "login", buildx_plugin=plugin) as login:
+    with login_registry(tmp_path / "login") as login:
         env = {**login.env, "WHEELFORGE_WHEELS": str(wheels)}
-        version = docker("buildx", "version", env=login.env).stdout
-        if plugin is not None:
-            direct = subprocess.run([str(plugin), "version"], capture_output=True, text=True,
-                                    check=True).stdout
-            assert version == direct  # docker runs the plugin asked for
         anonymous = Registry(login.host)  # DOCKER_CONFIG of the test process: no login
         with pytest.raises(Exception, match="needs credentials"):
             anonymous.ping(REPO)
@@ -389,21 +369,21 @@ def test_simultaneous_publishes_of_a_cell_keep_both_images_dated(
     day = datetime.date.fromisoformat(DAY)
     with registry_server.start(tmp_path / "registry") as server:
         contested = f"{server.host}/{REPO}:{DATED}"
-        read_back = inspect_remote
+        reg = Registry(server.host)
+        read_back = reg.resolve
         raced: list[str] = []
 
-        def other_publish_lands_first(ref: str) -> Remote | None:
-            if ref == contested and not raced:
+        def other_publish_lands_first(repo: str, ref: str) -> str | None:
+            if (repo, ref) == (REPO, DATED) and not raced:
                 raced.append(ref)
                 docker("tag", local_images[1], contested)
                 docker("push", "-q", contested)
                 docker("rmi", contested)
-            return read_back(ref)
+            return read_back(repo, ref)
 
-        monkeypatch.setattr(publish, "inspect_remote", other_publish_lands_first)
-        published = push_image(manifest, local_images[0], Registry(server.host), day=day)
-        assert raced == [contested]  # the other push really happened in between
-        reg = Registry(server.host)
+        monkeypatch.setattr(reg, "resolve", other_publish_lands_first)
+        published = push_image(manifest, local_images[0], reg, day=day)
+        assert raced == [DATED]  # the other push really happened in between
         theirs, ours = reg.resolve(REPO, DATED), reg.resolve(REPO, f"{DATED}.1")
         assert published.tags[0] == f"{DATED}.1"
         assert ours == published.digest and theirs and theirs != ours

@@ -1,10 +1,14 @@
-"""Pure rules of publishing: dated tags that never move, and promotion on evidence."""
+"""Pure rules of publishing: dated tags that never move, promotion on evidence, and every
+tag read back after it is set."""
 
 from __future__ import annotations
 
 import datetime
 
+import pytest
+
 from wheelforge import publish
+from wheelforge.core.terminal import UserError
 from wheelforge.publish import refusal, tags
 from wheelforge.smoke import report
 
@@ -69,3 +73,32 @@ def test_refusals_name_the_reason() -> None:
     assert refusal(skipped, DIGEST, allow_cpu_smoke=True) == ""
     assert refusal({"passed": True, "image_digest": DIGEST}, DIGEST,
                    allow_cpu_smoke=False).startswith("no smoke check ran on a GPU")
+
+
+class HeldRegistry:
+    """A registry in memory (tag -> digest) whose tags land on `lands_on` when it is set."""
+
+    host = "127.0.0.1:5000"
+
+    def __init__(self, lands_on: str = "") -> None:
+        self.held: dict[str, str] = {}
+        self.lands_on = lands_on
+
+    def tag(self, repo: str, digest: str, tag: str) -> None:
+        self.held[tag] = self.lands_on or digest
+
+    def resolve(self, repo: str, ref: str) -> str | None:
+        return self.held.get(ref)
+
+
+def test_a_tag_that_reads_back_as_another_digest_is_one_line() -> None:
+    keeps = HeldRegistry()
+    publish.set_tag(keeps, "wf/rt", DIGEST, "latest")
+    assert keeps.held == {"latest": DIGEST}
+    rewrites = HeldRegistry(lands_on="sha256:" + "cd" * 32)
+    with pytest.raises(UserError) as info:
+        publish.set_tag(rewrites, "wf/rt", DIGEST, "latest")
+    assert str(info.value) == (
+        f"127.0.0.1:5000/wf/rt:latest points at sha256:{'cd' * 32} after tagging it as "
+        f"{DIGEST}; the registry rewrote the manifest, so tag with a registry that keeps "
+        "manifests byte-exact")

@@ -1,16 +1,12 @@
-"""Read and tag images in a registry through the engine's own client, buildx imagetools.
+"""`invoke push` and `invoke publish`: a cell's runtime image into a registry, then promotion.
 
-`docker buildx imagetools` runs in the docker client: it logs in exactly as `docker push`
-does (credential helpers, credential stores, `docker login`), and it reaches loopback
-registries (127.0.0.1, localhost) over plain HTTP without any builder configuration.
-
-Tagging copies a manifest by digest: `imagetools create --tag NEW REPO@DIGEST`. An image
-index is copied unchanged by every buildx; a single image manifest only when buildx has
-`--prefer-index` (0.13.1 does not: it wraps the manifest in a new index, a new digest).
-`copy_tag` says when it cannot copy unchanged, so that the caller can copy it unchanged
-with skopeo instead (publish/registry.py); every tag it sets is read back and checked.
-
-`invoke push` and `invoke publish`: a cell's runtime image into a registry, then promotion.
+The image goes up through the engine's own client (`docker push`); every tag is read and
+set through skopeo (publish/registry.py), which is handed the config.json that docker
+reads, so a login works as it does for `docker push` (`docker login`, credential helpers
+and stores), and which reaches loopback registries (127.0.0.1, localhost) over plain
+HTTP. Tagging copies a manifest by digest unchanged (`skopeo copy --all
+--preserve-digests`): the same digest for a single image manifest and for an index,
+whatever buildx is installed. Every tag set is read back and checked.
 
 Tags follow docker/metadata-action's conventions (publish/tags.py): a dated tag records each
 build, a `sha-` tag the first image of each wheelforge revision; the floating tags
@@ -18,16 +14,15 @@ build, a `sha-` tag the first image of each wheelforge revision; the floating ta
 
 - The image goes up once, under a dated tag that nobody has used: `<cell>-YYYYMMDD`, and
   for a second image of the same day `<cell>-YYYYMMDD.1`, `.2`, ... A dated tag never
-  moves. The digest is the one the registry holds (read back through the engine's client,
-  checked against what the push reported), never a local image id.
+  moves. The digest is the one the registry holds (read back from the registry, checked
+  against what the push reported), never a local image id.
 - Two publishes of one cell at the same moment can choose the same free dated tag. Each
   reads its tag back after pushing; the one that finds another digest there tags its own
   digest (already in the registry) with the next free suffix instead. The registry API has
   no compare-and-set for tags, so a push that overwrites the tag after the other publish
   has read it back goes unnoticed: run one publish of a cell at a time (the nightly
   workflow's concurrency group does).
-- Every other tag is set by digest through the engine's own client (publish/__init__.py), so
-  credential helpers and stores work as they do for `docker push`.
+- Every other tag is set by digest; a tag that reads back as another digest is an error.
 - The floating tags move only on evidence: a smoke report for exactly this digest that
   passed, with at least one check that ran on a GPU (`--allow-cpu-smoke` overrides the GPU
   part, loudly). A report for a digest that is already published promotes it without
@@ -41,7 +36,6 @@ build, a `sha-` tag the first image of each wheelforge revision; the floating ta
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import json
 import re
 from dataclasses import dataclass, replace
@@ -59,77 +53,6 @@ from wheelforge.publish.tags import (
     sha_tag,
 )
 from wheelforge.smoke.report import gpu_check_names
-
-INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-               "application/vnd.docker.distribution.manifest.list.v2+json")
-
-
-TIMEOUT = 600
-
-
-@dataclass(frozen=True)
-class Remote:
-    """What a registry holds under a reference: the manifest's digest and media type."""
-
-    digest: str
-    media_type: str
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-
-def inspect_remote(ref: str) -> Remote | None:
-    """The manifest `ref` (REGISTRY/REPO:TAG or @DIGEST) names, or None if there is none."""
-    proc = engine.docker(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}",
-                          ref], check=False, timeout=TIMEOUT)
-    if proc.returncode != 0:
-        why = engine.last_line(proc.stderr)
-        if why.endswith(": not found") or "manifest unknown" in why.lower():
-            return None
-        raise UserError(f"docker buildx imagetools inspect {ref} failed: {why}; check the "
-                        f"registry and `docker login`")
-    try:
-        desc = json.loads(proc.stdout)
-        digest, media_type = desc["digest"], desc["mediaType"]
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"docker buildx imagetools inspect {ref} gave no manifest descriptor; "
-                        "update docker-buildx") from None
-    if not re.fullmatch(r"sha256:[0-9a-f]{64}", str(digest)):
-        raise UserError(f"docker buildx imagetools inspect {ref} gave the digest {digest!r}")
-    return Remote(digest=digest, media_type=str(media_type))
-
-
-@functools.cache
-def can_copy_manifest() -> bool:
-    """True when this buildx can tag a single manifest without wrapping it (--prefer-index)."""
-    proc = engine.docker(["buildx", "imagetools", "create", "--help"], check=False, timeout=60)
-    return "--prefer-index" in proc.stdout.decode(errors="replace")
-
-
-def copy_tag(repository: str, source: Remote, tag: str, *, check: bool = True) -> bool:
-    """Point REPOSITORY:TAG at `source`'s digest; False (nothing done) if this buildx cannot
-    copy a single manifest unchanged. REPOSITORY is REGISTRY/REPO. With `check`, the tag is
-    read back (see check_tag); without, the caller reads it back itself."""
-    if not source.is_index and not can_copy_manifest():
-        return False
-    unchanged = ["--prefer-index=false"] if can_copy_manifest() else []
-    target = f"{repository}:{tag}"
-    engine.docker(["buildx", "imagetools", "create", *unchanged, "--tag", target,
-                   f"{repository}@{source.digest}"], what=f"--tag {target} ", timeout=TIMEOUT)
-    if check:
-        check_tag(repository, tag, source.digest)
-    return True
-
-
-def check_tag(repository: str, tag: str, digest: str) -> None:
-    """Read REPOSITORY:TAG back; a tag on any other digest is an error."""
-    held = inspect_remote(f"{repository}:{tag}")
-    if held is None or held.digest != digest:
-        raise UserError(f"{repository}:{tag} points at {held.digest if held else 'nothing'} "
-                        f"after tagging it as {digest}; the registry rewrote the manifest, "
-                        "so tag with a registry that keeps manifests byte-exact")
-
 
 CLAIM_TRIES = 5  # next dated tags tried when simultaneous publishes of a cell collide
 
@@ -171,48 +94,44 @@ def push_image(manifest: dict, local_tag: str, registry: Registry, *, day: _dt.d
     finally:
         engine.docker(["rmi", remote], check=False)
     pushed = _pushed_digest(out.stdout.decode(errors="replace"))
-    held = inspect_remote(remote)
-    if held is not None and pushed and held.digest != pushed:
+    held = registry.resolve(repo, dated)
+    if held is not None and pushed and held != pushed:
         held, dated = _claim_next(registry, repo, cell, day, pushed, lost=dated)
-    if held is None or (pushed and held.digest != pushed):
-        raise UserError(f"publish {cell}: the registry holds "
-                        f"{held.digest if held else 'nothing'} under {dated}, but the push "
-                        f"reported {pushed}; not tagging anything else", exit_code=1)
-    engine.say(f"publish {cell}: pushed {repository}:{dated} = {held.digest}")
+    if held is None or (pushed and held != pushed):
+        raise UserError(f"publish {cell}: the registry holds {held or 'nothing'} under "
+                        f"{dated}, but the push reported {pushed}; not tagging anything else",
+                        exit_code=1)
+    engine.say(f"publish {cell}: pushed {repository}:{dated} = {held}")
     sha = sha_tag(revision, cell) if re.fullmatch(r"[0-9a-f]{7,40}", revision) else None
     if sha and sha not in existing:  # set once: it never moves
         set_tag(registry, repo, held, sha)
-    return Published(cell=cell, registry=registry.host, repository=repo, digest=held.digest,
+    return Published(cell=cell, registry=registry.host, repository=repo, digest=held,
                      tags=(dated, *([sha] if sha else [])))
 
 
 def _claim_next(registry: Registry, repo: str, cell: str, day: _dt.date, digest: str, *,
-                lost: str) -> tuple[Remote | None, str]:
+                lost: str) -> tuple[str | None, str]:
     """Another publish of this cell took the same free dated tag at the same moment (its
     image is under `lost` now). Ours is in the registry by digest: tag it with the next
     free suffix, read that back, and go on while others keep winning (a few times)."""
-    repository = f"{registry.host}/{repo}"
-    ours = inspect_remote(f"{repository}@{digest}")
     dated = lost
-    for _ in range(CLAIM_TRIES if ours is not None else 0):
+    for _ in range(CLAIM_TRIES if registry.resolve(repo, digest) else 0):
         engine.say(f"publish {cell}: {lost} was taken by another image while pushing; "
                    f"trying the next free dated tag")
         dated = next_dated_tag([*registry.tags(repo), lost], cell, day)
-        if not copy_tag(repository, ours, dated, check=False):
-            registry.tag(repo, digest, dated)
-        held = inspect_remote(f"{repository}:{dated}")
-        if held is None or held.digest == digest:
+        registry.tag(repo, digest, dated)
+        held = registry.resolve(repo, dated)
+        if held is None or held == digest:
             return held, dated
         lost = dated
-    return inspect_remote(f"{repository}:{dated}"), dated
+    return registry.resolve(repo, dated), dated
 
 
 def find_published(manifest: dict, registry: Registry, digest: str) -> Published | None:
     """The cell's dated image with this digest, if the registry has one (newest first)."""
     repo, cell = manifest["repository"], manifest["cell"]
     for _, _, tag in reversed(dated_tags(registry.tags(repo), cell)):
-        held = inspect_remote(f"{registry.host}/{repo}:{tag}")
-        if held is not None and held.digest == digest:
+        if registry.resolve(repo, tag) == digest:
             engine.say(f"publish {cell}: {digest} is already published as {tag}; "
                        "not pushing it again")
             return Published(cell=cell, registry=registry.host, repository=repo,
@@ -220,14 +139,14 @@ def find_published(manifest: dict, registry: Registry, digest: str) -> Published
     return None
 
 
-def set_tag(registry: Registry, repo: str, source: Remote, tag: str) -> None:
-    """Point REPO:TAG at `source`'s digest, unchanged, through the engine's client."""
-    repository = f"{registry.host}/{repo}"
-    if not copy_tag(repository, source, tag):
-        # This buildx would wrap a single manifest in a new index (a new digest): copy the
-        # manifest unchanged with skopeo instead, then read the tag back.
-        registry.tag(repo, source.digest, tag)
-        check_tag(repository, tag, source.digest)
+def set_tag(registry: Registry, repo: str, digest: str, tag: str) -> None:
+    """Point REPO:TAG at `digest`, unchanged, and read it back: another digest is an error."""
+    registry.tag(repo, digest, tag)
+    held = registry.resolve(repo, tag)
+    if held != digest:
+        raise UserError(f"{registry.host}/{repo}:{tag} points at {held or 'nothing'} after "
+                        f"tagging it as {digest}; the registry rewrote the manifest, so tag "
+                        "with a registry that keeps manifests byte-exact")
 
 
 def refusal(report: dict, digest: str, *, allow_cpu_smoke: bool) -> str:
@@ -268,12 +187,11 @@ def promote(manifest: dict, published: Published, registry: Registry, *,
                              variant=manifest["variant"],
                              default_variant=manifest["default_variant"],
                              default_arch=manifest["default_arch"])
-    source = inspect_remote(published.ref)
-    if source is None:
+    if registry.resolve(published.repository, published.digest) is None:
         raise UserError(f"publish {cell}: {published.ref} is gone from the registry; "
                         "publish it again", exit_code=1)
     for tag in floating:
-        set_tag(registry, published.repository, source, tag)
+        set_tag(registry, published.repository, published.digest, tag)
     return replace(published, promoted=tuple(floating))
 
 

@@ -7,7 +7,7 @@ otherwise write and keep ourselves: Basic and token auth, credentials from the d
 client's config (`auths` and `credHelpers`), `Link` pagination, retries of network
 failures (`--retry-times`), and copying a manifest or an index unchanged (`copy --all
 --preserve-digests`). Pushing itself goes through the engine's own client
-(publish/__init__.py).
+(publish/__init__.py); every tag that publishing reads or sets goes through here.
 
 What stays here is little:
 

@@ -71,7 +71,7 @@ def test_invoke_plan_with_an_empty_selection_fails_in_one_line():
 @pytest.mark.parametrize("host", REGISTRIES, ids=range(len(REGISTRIES)))
 def test_hostile_registry_hosts(host: str):
     with pytest.raises(UserError) as caught:
-        tags.ImageRef(registry=host, repository="wheelforge/rocm", tag="latest")
+        tags.validate_registry(host)
     assert str(caught.value) == (f"invalid registry host {host!r}: give host[:port] without a "
                                  f"scheme, path, user or spaces, e.g. '127.0.0.1:5000'")
 

@@ -8,7 +8,6 @@ import pytest
 
 from wheelforge.core.terminal import UserError
 from wheelforge.publish.tags import (
-    ImageRef,
     dated_tag,
     dated_tags,
     deletable_digests,
@@ -17,8 +16,11 @@ from wheelforge.publish.tags import (
     next_dated_tag,
     parse_dated,
     sha_tag,
+    validate_digest,
+    validate_registry,
     validate_tag,
 )
+from wheelforge.recipes.matrix import validate_repository
 
 GFX942 = "nightly-rocm7.2-py3.12-gfx942-ckfree"
 GFX950 = "nightly-rocm7.2-py3.12-gfx950-full"
@@ -168,14 +170,12 @@ def test_dated_tag_too_long_names_the_cell() -> None:
         dated_tag(cell, D1)
 
 
-def test_image_ref_formats_and_validates() -> None:
-    ref = ImageRef(registry="127.0.0.1:5000", repository="wheelforge/rocm", tag="latest")
-    assert str(ref) == "127.0.0.1:5000/wheelforge/rocm:latest"
-    digest = "sha256:" + "0" * 64
-    assert str(ref.with_digest(digest)) == f"127.0.0.1:5000/wheelforge/rocm@{digest}"
+def test_reference_parts_are_validated() -> None:
+    assert validate_registry("127.0.0.1:5000") == "127.0.0.1:5000"
+    assert validate_repository("wheelforge/rocm") == "wheelforge/rocm"
     with pytest.raises(UserError, match=r"invalid repository name 'Wheelforge'"):
-        ImageRef(registry="127.0.0.1:5000", repository="Wheelforge")
+        validate_repository("Wheelforge")
     with pytest.raises(UserError, match=r"without a scheme"):
-        ImageRef(registry="http://127.0.0.1:5000", repository="wheelforge")
+        validate_registry("http://127.0.0.1:5000")
     with pytest.raises(UserError, match=r"invalid digest"):
-        ImageRef(registry="r", repository="w", digest="sha256:xyz")
+        validate_digest("sha256:xyz")

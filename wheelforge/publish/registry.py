@@ -42,12 +42,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from wheelforge.core.terminal import UserError
-from wheelforge.publish.tags import (
-    validate_digest,
-    validate_registry,
-    validate_repository,
-    validate_tag,
-)
+from wheelforge.publish.tags import validate_digest, validate_registry, validate_tag
+from wheelforge.recipes.matrix import validate_repository
 
 GRACE_S = 30  # past skopeo's own --command-timeout, before the process is killed
 

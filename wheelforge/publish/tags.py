@@ -29,10 +29,8 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from wheelforge.core.terminal import UserError
-from wheelforge.recipes.matrix import validate_repository
 
 TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -82,38 +80,6 @@ def validate_digest(digest: str) -> str:
             f"invalid digest {digest!r}: expected 'sha256:' followed by 64 lowercase hex digits"
         )
     return digest
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImageRef:
-    """``registry/repository[:tag][@digest]``, e.g. ``127.0.0.1:5000/wheelforge/rocm:latest``."""
-
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    def __post_init__(self) -> None:
-        validate_registry(self.registry)
-        validate_repository(self.repository)
-        if self.tag is not None:
-            validate_tag(self.tag)
-        if self.digest is not None:
-            validate_digest(self.digest)
-
-    def __str__(self) -> str:
-        text = f"{self.registry}/{self.repository}"
-        if self.tag is not None:
-            text += f":{self.tag}"
-        if self.digest is not None:
-            text += f"@{self.digest}"
-        return text
-
-    def with_tag(self, tag: str) -> ImageRef:
-        return ImageRef(registry=self.registry, repository=self.repository, tag=tag)
-
-    def with_digest(self, digest: str) -> ImageRef:
-        return ImageRef(registry=self.registry, repository=self.repository, digest=digest)
 
 
 def dated_tag(cell_id: str, day: datetime.date, seq: int = 0) -> str:

@@ -1,21 +1,14 @@
 """Load a recipe set: its matrix and recipes, validated together, and the dependency
-graph between components (missing dependencies, cycles, order).
-
-The dependency graph between components: missing dependencies, cycles, order.
-
-Load a recipe set: its matrix and recipes, validated together.
-"""
+graph between components (missing dependencies, cycles, order)."""
 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from wheelforge.core import types
 from wheelforge.core.settings import ROOT
 from wheelforge.core.terminal import UserError, did_you_mean
-from wheelforge.core.types import Inputs, Matrix, Recipe
-from wheelforge.recipes import component
-from wheelforge.recipes.component import display_path, load_dir
+from wheelforge.core.types import Inputs, Matrix, Recipe, Rewrites
+from wheelforge.recipes.component import builds_on, display_path, load_dir
 from wheelforge.recipes.matrix import load_matrix, parse_rewrites
 
 # Dockerfile.wheels has this many dependency slots (dep1 .. depN named contexts).
@@ -57,6 +50,25 @@ def check_graph(recipes: dict[str, Recipe]) -> list[str]:
     return order
 
 
+def check_stacks(recipes: dict[str, Recipe], stack_names: list[str]) -> None:
+    """Every `stacks:` name is a matrix stack, and a component's dependencies (which
+    check_graph found) are built on every stack the component is built on."""
+    for recipe in recipes.values():
+        for stack in recipe.stacks:
+            if stack not in stack_names:
+                raise UserError(f"{recipe.file}:{recipe.line_of_stacks}: stacks: no stack named "
+                                f"{stack!r} in the matrix{did_you_mean(stack, stack_names)}; "
+                                f"stacks: {', '.join(stack_names)}")
+        for dep in recipe.depends:
+            missing = [s for s in stack_names
+                       if builds_on(recipe, s) and not builds_on(recipes[dep], s)]
+            if missing:
+                raise UserError(f"{recipe.file}:{recipe.line_of_depends}: depends: {dep!r} is "
+                                f"not built for stack {missing[0]!r} ({recipes[dep].file} "
+                                f"stacks:), which {recipe.name!r} is built for; limit "
+                                f"{recipe.name!r} with stacks: or widen {dep!r}")
+
+
 def closure(recipes: dict[str, Recipe], names: list[str]) -> list[str]:
     """`names` and everything they depend on, in build order."""
     want: set[str] = set()
@@ -81,13 +93,13 @@ def load(inputs: Inputs) -> tuple[Matrix, dict[str, Recipe]]:
                        extra_variables=matrix.variant_variables,
                        overrides=inputs.recipe_overrides)
     check_graph(recipes)
-    component.check_stacks(recipes, [s.name for s in matrix.stacks])
+    check_stacks(recipes, [s.name for s in matrix.stacks])
     for name in inputs.src_overrides:
         if name not in recipes:
             raise UserError(f"--src {name}=...: no component {name!r}{did_you_mean(name, recipes)}")
     return matrix, recipes
 
 
-def matrix_rewrites(matrix: Matrix) -> types.Rewrites:
+def matrix_rewrites(matrix: Matrix) -> Rewrites:
     items = [item.replace("{root}", str(ROOT)) for item in matrix.git_rewrites]
     return parse_rewrites(items, origin=f"{matrix.file}: git_rewrites:")

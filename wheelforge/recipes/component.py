@@ -1,23 +1,11 @@
 """Component recipes: one YAML file per component, its model, and loading it.
 
-A recipe says where the component's source comes from, which other components it
-needs, what the builder needs from apt, the environment of its build (with
-`{placeholders}` filled from the matrix cell), the build steps, what it outputs and
-how much memory one compile job takes. Adding a component is adding a file.
-
 `RecipeModel` is the file: its keys, their rules and descriptions (yamlschema.py says
 why pydantic). What it cannot know is checked when a file is loaded: the file's name,
 and the placeholders, to which the matrix's variants add. The loaded recipe is
 core/types.py's frozen `Recipe`, which every later stage reads: pydantic stays in this
 stage, and a recipe keeps what the file alone does not say (its file, its lines, the
 placeholders it uses).
-
-Prebuilt wheels from a package index: an index source names pinned packages
-(`packages:`) and, optionally, the index (`index:`; without it, pip's configured index)
-and `sha256: {WHEEL_FILE: HEX}`. With the map, every wheel the component's build
-produces must be listed there and match, or the wheel set is refused before it is
-swapped in: a vendor file that changed under the same version never reaches a runtime
-image.
 """
 
 from __future__ import annotations
@@ -44,55 +32,32 @@ from wheelforge.core.types import (
     SmokeCheck,
 )
 from wheelforge.recipes.yamlschema import (
-    REF_RE,
     Flag,
     Keys,
     Line,
-    Matches,
-    NoneOf,
-    NotEmpty,
     Text,
     Unique,
     fail,
     line_at,
     load,
+    matches,
     name_of,
+    none_of,
+    not_empty,
     problem,
+    ref_of,
     validate,
 )
 
-# All applied with `fullmatch` (see recipes/yamlschema.py).
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
-
-
-COMMIT_RE = re.compile(r"[0-9a-f]{40}")
-
-
 # https/http/ssh/git/file URLs or scp-like user@host:path; no other transport (ext::, fd::),
 # and no part that starts with '-' (git and ssh would read it as an option).
-URL_RE = re.compile(r"(?!.*[/:@]-)(?:(?:https?|ssh|git|file)://(?:/|[A-Za-z0-9\[])"
-                    r"[A-Za-z0-9._~:/@%+\[\]-]{0,2000}"
-                    r"|[A-Za-z0-9][A-Za-z0-9._-]{0,200}@[A-Za-z0-9][A-Za-z0-9._-]{0,253}:"
-                    r"[A-Za-z0-9._~/%+-]{1,2000})")
+URL_RE = (r"(?!.*[/:@]-)(?:(?:https?|ssh|git|file)://(?:/|[A-Za-z0-9\[])"
+          r"[A-Za-z0-9._~:/@%+\[\]-]{0,2000}"
+          r"|[A-Za-z0-9][A-Za-z0-9._-]{0,200}@[A-Za-z0-9][A-Za-z0-9._-]{0,253}:"
+          r"[A-Za-z0-9._~/%+-]{1,2000})")
 
 
-DIST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
-
-
-REQ_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}(\[[A-Za-z0-9,._-]{1,200}\])?"
-                    r"(==|>=|<=|~=)?[A-Za-z0-9.+!*-]{0,100}")
-
-
-MEMBER_PATH_RE = re.compile(r"[A-Za-z0-9_.*{}\[\]-][A-Za-z0-9_./*{}\[\]-]{0,299}")
-
-
-MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}(\.[A-Za-z_][A-Za-z0-9_]{0,99}){0,20}")
-
-
-APT_RE = re.compile(r"[a-z0-9][a-z0-9.+-]{0,127}(=[A-Za-z0-9.+:~-]{1,128})?")
-
-
-ENV_KEY_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+MEMBER_PATH_RE = r"[A-Za-z0-9_.*{}\[\]-][A-Za-z0-9_./*{}\[\]-]{0,299}"
 
 
 # Variables the build itself sets for every step (docker/build-component.py, the secrets and
@@ -105,30 +70,14 @@ RESERVED_ENV = frozenset({
 })
 
 
-# Placeholders a recipe's env may use; each comes from the matrix cell.
-CELL_VARIABLES = {
-    "archs": "the cell's arch list, ';'-separated (PYTORCH_ROCM_ARCH, GPU_ARCHS)",
-    "archs_comma": "the cell's arch list, ','-separated (PREBUILD_TRITON_ARCHS)",
-    "arch": "the cell's arch set name (e.g. gfx942)",
-    "python": "the cell's Python version",
-    "stack": "the cell's stack (e.g. rocm7.2)",
-    "channel": "the cell's channel (stable or nightly)",
-    "variant": "the cell's variant name",
-}
-
-
-# A placeholder of the recipe itself: its outputs.version, as the cell's build must produce it
-# (plan/__init__.py: exactly that version on a pinned source, a later one on a branch head).
-RECIPE_VARIABLES = {
-    "version": "the version the build must produce (outputs.version; on a nightly branch "
-               "head, that version with .post1.dev0+g<commit>)",
-}
+# The placeholders a recipe's env may use besides the matrix's variant variables: the
+# cell's (docs/recipes.md says what each is) and the recipe's own {version}, its
+# outputs.version as the cell's build must produce it (plan/__init__.py).
+PLACEHOLDERS = frozenset({"archs", "archs_comma", "arch", "python", "stack", "channel",
+                          "variant", "version"})
 
 
 INDEX_TIMEOUT_S = 10
-
-
-normalize = wheelset.canonical  # a distribution name as installers compare it (PEP 503)
 
 
 def requirement_name(req: str) -> str:
@@ -172,28 +121,28 @@ def _has_module(path: str) -> str:
 
 
 ComponentName = name_of("component name")
-GitUrl = Annotated[Line, Matches(URL_RE, "git URL", _url_hint)]
-IndexUrl = Annotated[Line, Matches(URL_RE, "index URL", _url_hint)]
-Commit = Annotated[Line, Matches(COMMIT_RE, "full 40-character commit",
+GitUrl = Annotated[Line, matches(URL_RE, "git URL", _url_hint)]
+IndexUrl = Annotated[Line, matches(URL_RE, "index URL", _url_hint)]
+Commit = Annotated[Line, matches(r"[0-9a-f]{40}", "full 40-character commit",
                                  lambda pin: f"; pin the full hash (git rev-parse "
                                              f"{pin}^{{commit}})")]
-Sha256 = Annotated[Line, Matches(SHA256_RE, "sha256 (64 lowercase hex digits)",
+Sha256 = Annotated[Line, matches(r"[0-9a-f]{64}", "sha256 (64 lowercase hex digits)",
                                  lambda _: "; sha256sum FILE prints it")]
-Distribution = Annotated[Line, Matches(DIST_RE, "distribution name")]
-Requirement = Annotated[Line, Matches(REQ_RE, "requirement")]
-Apt = Annotated[Line, Matches(APT_RE, "apt package name")]
-Module = Annotated[Line, Matches(MODULE_RE, "Python module name")]
-WheelPath = Annotated[Line, Matches(MEMBER_PATH_RE, "path in the wheel")]
-EnvName = Annotated[Line, Matches(ENV_KEY_RE, "environment name (UPPER_CASE letters, digits "
-                                              "and _)"),
-                    NoneOf(RESERVED_ENV, lambda key: f"${key} is set by the build itself (see "
-                                                     f"docs/recipes.md); use another name")]
+Distribution = Annotated[Line, matches(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?",
+                                       "distribution name")]
+Requirement = Annotated[Line, matches(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}"
+                                      r"(\[[A-Za-z0-9,._-]{1,200}\])?"
+                                      r"(==|>=|<=|~=)?[A-Za-z0-9.+!*-]{0,100}", "requirement")]
+Apt = Annotated[Line, matches(r"[a-z0-9][a-z0-9.+-]{0,127}(=[A-Za-z0-9.+:~-]{1,128})?",
+                              "apt package name")]
+Module = Annotated[Line, matches(
+    r"[A-Za-z_][A-Za-z0-9_]{0,99}(\.[A-Za-z_][A-Za-z0-9_]{0,99}){0,20}", "Python module name")]
+WheelPath = Annotated[Line, matches(MEMBER_PATH_RE, "path in the wheel")]
+EnvName = Annotated[Line, matches(r"[A-Z_][A-Z0-9_]{0,127}", "environment name (UPPER_CASE "
+                                  "letters, digits and _)"),
+                    none_of(RESERVED_ENV, lambda key: f"${key} is set by the build itself (see "
+                                                      f"docs/recipes.md); use another name")]
 Env = dict[EnvName, Annotated[Line, AfterValidator(_template)]]
-
-
-def ref_of(what: str) -> Any:
-    """The type of a git ref or a version: see REF_RE."""
-    return Annotated[Line, Matches(REF_RE, what)]
 
 
 class GitModel(Keys):
@@ -247,11 +196,11 @@ class IndexModel(Keys):
                                               "it, pip's configured index.")
     nightly_index: IndexUrl = Field(None, description="The index of the nightly channel.")
     packages: Annotated[list[Annotated[Requirement, AfterValidator(_pinned)]], Unique,
-                        NotEmpty("lists no package; name at least one name==version")] = Field(
+                        not_empty("lists no package; name at least one name==version")] = Field(
         description="The pinned requirements (name==version) of the stable channel.")
     nightly_packages: Annotated[list[Requirement], Unique] = Field(
         [], description="The requirements of the nightly channel (may be unpinned).")
-    sha256: Annotated[dict[str, Sha256], NotEmpty(
+    sha256: Annotated[dict[str, Sha256], not_empty(
         "lists no wheel; give {WHEEL_FILE_NAME: SHA256}, or remove it")] = Field(
         None, description="WHEEL_FILE: SHA256 for every wheel the build produces, each a "
                           "wheel of a pinned package at its pinned version; a wheel that "
@@ -259,7 +208,7 @@ class IndexModel(Keys):
 
     @model_validator(mode="after")
     def _wheels_of_the_pins(self) -> IndexModel:
-        pins = {normalize(requirement_name(p)): p.split("==", 1)[1] for p in self.packages}
+        pins = {wheelset.canonical(requirement_name(p)): p.split("==", 1)[1] for p in self.packages}
         for file in self.sha256 or {}:
             try:
                 wheel = wheelset.parse(file)
@@ -361,7 +310,7 @@ class JitModel(Keys):
                                            "object, one key per module).")
     prebuilt: Annotated[WheelPath, AfterValidator(_has_module)] = Field(
         description="Where a prebuilt module lies in the wheel, with {module} in the path.")
-    never: Annotated[list[Annotated[Line, Matches(MEMBER_PATH_RE, "module glob")]], Unique] = \
+    never: Annotated[list[Annotated[Line, matches(MEMBER_PATH_RE, "module glob")]], Unique] = \
         Field([], description="Globs of the modules upstream never prebuilds.")
 
     def loaded(self) -> tuple[tuple[str, object], ...]:
@@ -387,7 +336,7 @@ class RecipeModel(Keys):
         [], description="Debian packages the build needs, added to the stack's builder_apt.")
     env: Env = Field({}, description="The build's environment; {placeholders} come from the "
                                      "cell (see below).")
-    steps: Annotated[list[Text], Unique, NotEmpty("needs at least one build step")] = Field(
+    steps: Annotated[list[Text], Unique, not_empty("needs at least one build step")] = Field(
         description="The build, one bash -e -o pipefail command per item, run in the source "
                     "tree.")
     outputs: OutputsModel = Field(description="What the steps produce: the keys below.")
@@ -399,13 +348,13 @@ class RecipeModel(Keys):
         [], description="Debian packages its wheels need at run time.")
     runtime_env: Env = Field({}, description="Set in the runtime image (ENV), placeholders as "
                                              "in env.")
-    smoke: Annotated[list[SmokeModel], NotEmpty(
+    smoke: Annotated[list[SmokeModel], not_empty(
         "lists no check; give {name: ..., run: ...} items, or remove it"),
         AfterValidator(_named_once)] = Field(
         None, description="Its own checks in the runtime image, run by the smoke suite.")
     jit: JitModel = Field(None, description="Its run-time-compiled modules (see JIT coverage "
                                             "below).")
-    stacks: Annotated[list[name_of("stack name")], Unique, NotEmpty(
+    stacks: Annotated[list[name_of("stack name")], Unique, not_empty(
         "lists no stack; name at least one, or remove the key to build for every stack")] = \
         Field(None, description="The matrix stacks whose cells build it; default: every stack.")
     mem_per_job_gb: Annotated[float, Strict(), Field(ge=0.1, allow_inf_nan=False)] = Field(
@@ -438,7 +387,7 @@ def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) ->
                    f"{model.name!r} differs from the file name {path.stem!r}; rename one so "
                    f"they match ({model.name}.yaml, or {model.name}.FLAVOR.yaml for an "
                    f"alternative recipe)")
-    known = set(CELL_VARIABLES) | set(extra_variables) | set(RECIPE_VARIABLES)
+    known = PLACEHOLDERS | extra_variables
     used: set[str] = set()
     for key in ("env", "runtime_env"):
         for name, template in getattr(model, key).items():
@@ -471,7 +420,8 @@ def load_recipe(path: Path, *, display: str, extra_variables: frozenset[str]) ->
 
 def verify_index_wheels(component: str, recipe_file: str, sha256s: tuple[tuple[str, str], ...],
                         wheels: list[Path]) -> None:
-    """Every wheel `component` produced is listed in its recipe's sha256 map and matches;
+    """Every wheel `component` produced is listed in its recipe's sha256 map and matches
+    (a vendor file that changed under the same version never reaches a runtime image);
     else one UserError line naming the file. No map: nothing to check."""
     if not sha256s:
         return
@@ -492,11 +442,11 @@ def check_index_pins(b, finding, index_url: str) -> list:
     """`invoke check` of an index source: package names against outputs.wheels, and where
     the index answers, each pinned version's wheel files (and the sha256 map) on it."""
     src = b.source
-    names = {normalize(requirement_name(p)): p for p in src.packages}
+    names = {wheelset.canonical(requirement_name(p)): p for p in src.packages}
     out = [finding("ERROR", ("outputs", "wheels", i),
                    f"outputs.wheels {w!r} is not among the index packages "
                    f"({', '.join(src.packages)}); fix outputs.wheels or source.packages")
-           for i, w in enumerate(b.wheels) if normalize(w) not in names]
+           for i, w in enumerate(b.wheels) if wheelset.canonical(w) not in names]
     hashes = dict(src.wheel_sha256)
     read = True
     for norm, req in names.items():
@@ -518,7 +468,7 @@ def check_index_pins(b, finding, index_url: str) -> list:
             out.append(finding("ERROR", ("source", "packages"),
                                f"{req}: no wheel of that version at {url}; fix the pin"))
         for file, want in hashes.items():
-            if normalize(file.split("-", 1)[0]) != norm:
+            if wheelset.canonical(file.split("-", 1)[0]) != norm:
                 continue
             if file not in files:
                 out.append(finding("ERROR", ("source", "sha256", file), f"{file} is not on "
@@ -601,24 +551,3 @@ def display_path(path: Path, root: Path) -> str:
 def builds_on(recipe: Recipe, stack: str) -> bool:
     """Whether `recipe` is built in the cells of `stack` (its `stacks:`, default all)."""
     return not recipe.stacks or stack in recipe.stacks
-
-
-def check_stacks(recipes: dict[str, Recipe], stack_names: list[str]) -> None:
-    """Every `stacks:` name is a matrix stack, and a component's dependencies are built
-    on every stack the component is built on."""
-    for recipe in recipes.values():
-        for stack in recipe.stacks:
-            if stack not in stack_names:
-                raise UserError(f"{recipe.file}:{recipe.line_of_stacks}: stacks: no stack named "
-                                f"{stack!r} in the matrix{did_you_mean(stack, stack_names)}; "
-                                f"stacks: {', '.join(stack_names)}")
-        for dep in recipe.depends:
-            if dep not in recipes:
-                continue  # graph.check names a missing dependency
-            missing = [s for s in stack_names
-                       if builds_on(recipe, s) and not builds_on(recipes[dep], s)]
-            if missing:
-                raise UserError(f"{recipe.file}:{recipe.line_of_depends}: depends: {dep!r} is "
-                                f"not built for stack {missing[0]!r} ({recipes[dep].file} "
-                                f"stacks:), which {recipe.name!r} is built for; limit "
-                                f"{recipe.name!r} with stacks: or widen {dep!r}")

@@ -1,17 +1,13 @@
 """The build matrix: channels x stacks x Python x arch sets x variants, as data.
 
-`recipes/matrix.yaml` declares each axis; every combination is a `Cell` with a
-stable id `{channel}-{stack}-py{python}-{arch}-{variant}` (like cibuildwheel's
-build identifiers), and users select cells with shell-style globs.
+`recipes/matrix.yaml` declares each axis; every combination is a `Cell` with a stable id
+`{channel}-{stack}-py{python}-{arch}-{variant}`. `MatrixModel` is the file (yamlschema.py
+says why pydantic); the loaded matrix is core/types.py's frozen `Matrix`, which every later
+stage reads. The cell ids, which only the whole matrix makes, are checked when it is loaded.
 
-`MatrixModel` is the file: its keys, their rules and descriptions (yamlschema.py says
-why pydantic); the loaded matrix is core/types.py's frozen `Matrix`, which every later
-stage reads. The cell ids, which only the whole matrix makes, are checked when it is
-loaded.
-
-Choosing cells with `--cells`: comma-separated shell-style globs, matched in bounded work.
-The globs select cells of the matrix and wheel sets by their cell ids (image/__init__.py);
-a glob that matches nothing is an error, so that a typo never selects nothing.
+`--cells`: comma-separated shell-style globs, matched in bounded work, select cells of the
+matrix and wheel sets (image/__init__.py) by their ids; a glob that matches nothing is an
+error, so that a typo never selects nothing.
 """
 
 from __future__ import annotations
@@ -26,26 +22,26 @@ from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_va
 
 from wheelforge.core.terminal import UserError, did_you_mean
 from wheelforge.core.types import Cell, Matrix, Rewrites, Stack
-from wheelforge.recipes.component import CELL_VARIABLES, RECIPE_VARIABLES
+from wheelforge.recipes.component import PLACEHOLDERS
 from wheelforge.recipes.yamlschema import (
     CONTROL_RE,
     Keys,
     Line,
     Mapping,
-    Matches,
-    NoneOf,
-    NotEmpty,
     Text,
     Unique,
     control_problem,
     fail,
     load,
+    matches,
     name_of,
+    none_of,
+    not_empty,
     problem,
     validate,
 )
 
-# A URL or the start of one (fullmatch): the transports above, no part starting with '-'.
+# A URL or the start of one (fullmatch): a git URL's transports (component.URL_RE).
 URL_PREFIX_RE = re.compile(
     r"(?:https?|ssh|git|file)://[A-Za-z0-9._~:/@%+=?&\[\]-]{0,2000}"
     r"|[A-Za-z0-9][A-Za-z0-9._-]{0,200}@[A-Za-z0-9][A-Za-z0-9._-]{0,253}:[A-Za-z0-9._~/%+-]{0,2000}")
@@ -66,15 +62,6 @@ def parse_rewrites(items: Iterable[str], *, origin: str = "--git-rewrite") -> Re
                                 f"may start with '-'); fix it")
         out.append((base, prefix))
     return tuple(out)
-
-
-PYTHON_RE = re.compile(r"3\.[0-9]{1,2}")  # applied with fullmatch, as every pattern here
-
-
-IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")
-
-
-VAR_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 
 
 REPOSITORY_RE = re.compile(
@@ -115,8 +102,9 @@ def _rewrite(item: str) -> str:
     return item
 
 
-PythonVersion = Annotated[Line, Matches(PYTHON_RE, "Python version (3.N)")]
-Image = Annotated[Line, Matches(IMAGE_RE, "image"), AfterValidator(_image)]
+PythonVersion = Annotated[Line, matches(r"3\.[0-9]{1,2}", "Python version (3.N)")]
+Image = Annotated[Line, matches(r"[a-z0-9][a-z0-9._/:@-]{0,254}", "image"),
+                  AfterValidator(_image)]
 ArchName = name_of("arch name")
 ArchSetName = name_of("arch set name")
 NARROWS_NOTHING = "lists nothing; list at least one, or remove the key to use the matrix's own"
@@ -131,9 +119,9 @@ class StackModel(Keys):
         [], description="Debian packages installed in the builder for every component.")
     runtime_apt: Annotated[list[name_of("apt package")], Unique] = Field(
         [], description="Debian packages of its runtime images.")
-    python: Annotated[list[PythonVersion], Unique, NotEmpty(NARROWS_NOTHING)] = Field(
+    python: Annotated[list[PythonVersion], Unique, not_empty(NARROWS_NOTHING)] = Field(
         None, description="Its Python versions; default: the matrix's python.")
-    archs: Annotated[list[ArchSetName], Unique, NotEmpty(NARROWS_NOTHING)] = Field(
+    archs: Annotated[list[ArchSetName], Unique, not_empty(NARROWS_NOTHING)] = Field(
         None, description="The arch sets it builds; default: every arch set.")
     runtime_toolchain: Literal["allowed", "forbidden"] = Field(
         "forbidden", description="allowed: what compiler its runtime image holds is listed "
@@ -148,8 +136,9 @@ class VariantModel(Keys):
     """A variant: values of the variables recipes use as {placeholders}."""
 
     description: Text = Field("", description="Free text for people.")
-    vars: dict[Annotated[Line, Matches(VAR_RE, "variable name (lowercase letters, digits and _)"),
-                         NoneOf({*CELL_VARIABLES, *RECIPE_VARIABLES}, lambda name: (
+    vars: dict[Annotated[Line, matches(r"[a-z_][a-z0-9_]{0,63}",
+                                       "variable name (lowercase letters, digits and _)"),
+                         none_of(PLACEHOLDERS, lambda name: (
                              f"{{{name}}} is set by the cell or the recipe itself; give the "
                              f"variable another name"))],
                Line] = Field({}, description="NAME: VALUE; every variant sets the same names.")
@@ -161,21 +150,21 @@ class MatrixModel(Keys):
     model_config = ConfigDict(title="wheelforge build matrix")
 
     channels: Annotated[list[Literal["stable", "nightly"]], Unique,
-                        NotEmpty("must list at least one value")] = Field(
+                        not_empty("must list at least one value")] = Field(
         description="stable builds the recipes' pins, nightly their branch heads.")
-    stacks: Annotated[dict[name_of("stack name"), StackModel], NotEmpty(
+    stacks: Annotated[dict[name_of("stack name"), StackModel], not_empty(
         "declares no stack; add one (NAME: {build_image: ..., runtime_image: ...})")] = Field(
         description="NAME: the stack's keys below.")
     python: Annotated[list[PythonVersion], Unique,
-                      NotEmpty("must list at least one value")] = Field(
+                      not_empty("must list at least one value")] = Field(
         description="The Python versions (3.N), quoted: \"3.10\".")
     known_archs: Annotated[list[ArchName], Unique] = Field(
         description="Every arch an arch set may name; anything else is a typo.")
-    archs: Annotated[dict[ArchSetName, Annotated[list[ArchName], Unique, NotEmpty(
-        "lists no arch; add at least one (e.g. [gfx942])")]], NotEmpty(
+    archs: Annotated[dict[ArchSetName, Annotated[list[ArchName], Unique, not_empty(
+        "lists no arch; add at least one (e.g. [gfx942])")]], not_empty(
         "declares no arch set; add one (e.g. gfx942: [gfx942])")] = Field(
         description="NAME: [ARCH, ...]; the first is the default the short tags point at.")
-    variants: Annotated[dict[name_of("variant name"), VariantModel], NotEmpty(
+    variants: Annotated[dict[name_of("variant name"), VariantModel], not_empty(
         "declares no variant; add one (e.g. default: {vars: {}})")] = Field(
         description="NAME: the variant's keys below; the first is the default.")
     runners: dict[str, Annotated[list[name_of("runner label")], Unique]] = Field(
@@ -238,22 +227,16 @@ def load_matrix(path: Path, *, display: str) -> Matrix:
 def check_cell_ids(m: Matrix, data: Mapping) -> None:
     """Two (stack, python, arch set, variant) choices must never make the same cell id."""
     seen: dict[str, str] = {}
-    for stack in m.stacks:
-        for python in m.pythons_of(stack):
-            for arch, _ in m.archs_of(stack):
-                for variant, _ in m.variants:
-                    cid = f"{stack.name}-py{python}-{arch}-{variant}"
-                    this = f"stack {stack.name!r} x arch set {arch!r} x variant {variant!r}"
-                    other = seen.setdefault(cid, this)
-                    if other != this:
-                        raise fail(m.file, data, ("archs", arch),
-                                   f"{other} and {this} make the same cell id "
-                                   f"'<channel>-{cid}'; rename an arch set, variant or stack")
+    for cell in m.cells(m.channels[0]):  # every channel has the same cells
+        this = f"stack {cell.stack.name!r} x arch set {cell.arch!r} x variant {cell.variant!r}"
+        other = seen.setdefault(cell.id, this)
+        if other != this:
+            raise fail(m.file, data, ("archs", cell.arch),
+                       f"{other} and {this} make the same cell id '<channel>-"
+                       f"{cell.id.partition('-')[2]}'; rename an arch set, variant or stack")
 
 
-MAX_PATTERN = 256
-
-
+MAX_PATTERN = 256  # characters of one --cells glob
 MAX_PATTERNS = 64
 
 
@@ -262,10 +245,8 @@ T = TypeVar("T")
 
 def choose(patterns: str, items: Sequence[T], name: Callable[[T], str],
            miss: Callable[[str], UserError]) -> list[T]:
-    """The items whose `name` matches a glob of `patterns`, each once, in the globs' order.
-
-    A glob that matches no item raises `miss(glob)`.
-    """
+    """The items whose `name` matches a glob of `patterns`, each once, in the globs' order;
+    a glob that matches no item raises `miss(glob)`."""
     chosen: list[T] = []
     for pattern in split_patterns(patterns):
         hits = [item for item in items if glob_match(pattern, name(item))]
@@ -275,37 +256,33 @@ def choose(patterns: str, items: Sequence[T], name: Callable[[T], str],
     return chosen
 
 
-def split_patterns(patterns: str, *, flag: str = "--cells") -> list[str]:
+def split_patterns(patterns: str) -> list[str]:
     """The comma-separated globs of a selection; an empty selection is an error."""
     items = [p.strip() for p in patterns.split(",", MAX_PATTERNS)]
     if len(items) > MAX_PATTERNS:
-        raise UserError(f"{flag}: more than {MAX_PATTERNS} globs; select fewer, or use "
+        raise UserError(f"--cells: more than {MAX_PATTERNS} globs; select fewer, or use "
                         f"broader globs like '*gfx942*'")
     items = [p for p in items if p]
     if not items:
-        raise UserError(f"{flag} {patterns.strip()!r}: selects nothing; give globs such as "
-                        f"'*gfx942*', or leave {flag} out for every cell")
+        raise UserError(f"--cells {patterns.strip()!r}: selects nothing; give globs such as "
+                        f"'*gfx942*', or leave --cells out for every cell")
     for pattern in items:
         if len(pattern) > MAX_PATTERN:
-            raise UserError(f"{flag}: a glob of {len(pattern)} characters (at most "
+            raise UserError(f"--cells: a glob of {len(pattern)} characters (at most "
                             f"{MAX_PATTERN}); shorten it")
         if CONTROL_RE.search(pattern):
-            raise UserError(f"{flag} {pattern!r}: {control_problem(pattern)}")
-        _check_brackets(pattern, flag)
+            raise UserError(f"--cells {pattern!r}: {control_problem(pattern)}")
+        _check_brackets(pattern)
     return items
 
 
 def glob_match(pattern: str, text: str) -> bool:
-    """Shell-style `*`, `?`, `[abc]`, `[a-z]`, `[!a]` match of the whole `text`, case kept.
-
-    fnmatch, whose translation (CPython 3.11+) uses atomic groups, so a pattern of many
-    `*` cannot make the regular expression backtrack without bound; with the lengths
-    bounded here (a glob of MAX_PATTERN characters, ids of a few dozen) the work is small.
-    """
+    """Shell-style match of the whole `text`, case kept: fnmatch's translation (CPython
+    3.11+) uses atomic groups, so many `*` cannot backtrack without bound."""
     return fnmatch.fnmatchcase(text, pattern)
 
 
-def _check_brackets(pattern: str, flag: str) -> None:
+def _check_brackets(pattern: str) -> None:
     """fnmatch reads an unclosed `[` as a literal; a selection refuses it, as a typo."""
     i = pattern.find("[")
     while i >= 0:
@@ -314,17 +291,14 @@ def _check_brackets(pattern: str, flag: str) -> None:
         start += pattern.startswith("]", start)  # a leading ']' is a literal one
         end = pattern.find("]", start)
         if end < 0:
-            raise UserError(f"{flag} {pattern}: '[' at position {i + 1} is not closed; "
+            raise UserError(f"--cells {pattern}: '[' at position {i + 1} is not closed; "
                             f"write [abc] or [a-z], or remove it")
         i = pattern.find("[", end + 1)
 
 
 def select(matrix: Matrix, patterns: str | None, channel: str | None = None) -> list[Cell]:
-    """Cells of `channel` (all channels if None) whose id matches a glob in `patterns`.
-
-    `patterns` is a comma-separated list of globs; None or '' selects every cell.
-    A glob that matches nothing is an error, so a typo never builds nothing.
-    """
+    """Cells of `channel` (all channels if None) whose id matches a glob in `patterns`
+    (None: every cell)."""
     if channel is not None and channel not in matrix.channels:
         raise UserError(f"--channel {channel}: unknown channel"
                         f"{did_you_mean(channel, matrix.channels)}; "

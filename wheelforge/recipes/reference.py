@@ -22,15 +22,8 @@ from wheelforge.recipes.component import RecipeModel
 from wheelforge.recipes.matrix import MatrixModel
 
 MODELS: dict[str, type[BaseModel]] = {"recipe": RecipeModel, "matrix": MatrixModel}
-
-
 SCHEMA_DIR = RECIPES / "schema"
-
-
 DOCS = ROOT / "docs" / "recipes.md"
-
-
-DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def schema_file(kind: str) -> Path:
@@ -40,7 +33,8 @@ def schema_file(kind: str) -> Path:
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON Schema, without what pydantic adds for Python's sake: a title per
     key (the key itself) and `default: null` (absent, which YAML cannot write as null)."""
-    return {"$schema": DIALECT, **_tidy(model.model_json_schema())}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            **_tidy(model.model_json_schema())}
 
 
 def _tidy(node: Any) -> Any:

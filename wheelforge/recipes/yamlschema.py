@@ -2,23 +2,17 @@
 came from, the pydantic building blocks of the two file models (`RecipeModel` in
 component.py, `MatrixModel` in matrix.py), and the one line a file's first problem becomes.
 
-Why pydantic: each key is declared once, with its type, its rules and its description,
-and that one declaration is the validation, the JSON Schema that editors complete and
-check recipes with (recipes/schema/, `invoke schema`) and the key tables of
-docs/recipes.md (wheelforge/recipes/reference.py), so the three cannot drift apart.
-Messages stay ours: every rule raises `problem(...)` with the text the user reads, and
-pydantic's own error kinds (a missing key, a wrong type) are worded here, so that an
-error is `file:line: key.path: problem; fix`.
+Why pydantic: each key is declared once, with its type, its rules and its description, and
+that one declaration is the validation, the JSON Schema and the key tables of
+docs/recipes.md (reference.py), so the three cannot drift apart. Messages stay ours: every
+rule raises `problem(...)` with the text the user reads, and pydantic's own error kinds (a
+missing key, a wrong type) are worded here, so that an error is `file:line: key.path:
+problem; fix`. What pydantic cannot do, the loader does before it runs:
 
-What pydantic cannot do, the loader does before it runs:
-
-- it keeps the line of every key and item: mappings are `Mapping` (a dict with the line
-  of each key), sequences `Sequence` (a list with the line of each item), and an error's
-  `loc` (its key path) is turned into the line of that key (`line_at`);
-- numbers keep the text they were written as (`Int`, `Float`), so that a value meant as
-  a string, like `python: [3.10]`, reads as "3.10" and not as the float's "3.1"; dates
-  and on/off stay text too: an unquoted tag `2024-01-01` is the tag's name, and
-  `ENABLE_CK: off` is "off";
+- it keeps the line of every key and item (`Mapping`, `Sequence`), so that an error's
+  `loc` (its key path) becomes the line of that key (`line_at`);
+- numbers keep the text they were written as (`Int`, `Float`: `python: [3.10]` is "3.10",
+  not "3.1"), and dates and on/off stay text (a tag `2024-01-01`, `ENABLE_CK: off`);
 - hostile files are refused in one line, never with a hang or a traceback: only regular
   files are read (a FIFO, a device, a directory or a symlink loop is refused before any
   read), at most MAX_BYTES of them, nesting at most MAX_DEPTH levels deep, numbers at
@@ -33,7 +27,6 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,29 +43,9 @@ from pydantic_core import ErrorDetails, PydanticCustomError, core_schema
 
 from wheelforge.core.terminal import UserError, did_you_mean
 
-# Every pattern is applied with `fullmatch` (and anchored in the JSON Schema): `re.match`
-# with `$` accepts a value that ends in a newline, which would then reach cell ids, image
-# names and planned commands.
-# Names of components, archs, variants, channels: safe in file names, tags and shells.
-NAME_RE = re.compile(r"[a-z0-9][a-z0-9._+-]{0,127}")
-
-
-# Git refs and versions: no shell metacharacters, no whitespace, no option-looking values.
-REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+@-]{0,254}")
-
-
-# Control characters (newline, carriage return, escape, NUL, ...) in one-line values;
-# multi-line values (steps, descriptions) may hold newlines and tabs, nothing else.
+# Control characters (newline, carriage return, escape, NUL, ...) in one-line values.
 CONTROL = r"\x00-\x1f\x7f"
-
-
 CONTROL_RE = re.compile(f"[{CONTROL}]")
-
-
-MULTILINE_CONTROL = r"\x00-\x08\x0b-\x1f\x7f"
-
-
-MULTILINE_CONTROL_RE = re.compile(f"[{MULTILINE_CONTROL}]")
 
 
 def problem(text: str, *at: str | int) -> PydanticCustomError:
@@ -104,23 +77,26 @@ def text_of(value: Any) -> str:
     return getattr(value, "text", "") or str(value)
 
 
-def _single_value(value: Any, *, multiline: bool) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise problem("must be a single value (a string)")
-    value = text_of(value)
-    if (MULTILINE_CONTROL_RE if multiline else CONTROL_RE).search(value):
-        raise problem(control_problem(value, multiline=multiline))
-    return value
+def _single_value(control: str, *, multiline: bool) -> Any:
+    """The type of one value written as text (a number keeps its YAML text) that holds no
+    character of the class `control`."""
+    found = re.compile(f"[{control}]").search
+
+    def check(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise problem("must be a single value (a string)")
+        value = text_of(value)
+        if found(value):
+            raise problem(control_problem(value, multiline=multiline))
+        return value
+
+    return Annotated[str, BeforeValidator(check),
+                     WithJsonSchema({"type": "string", "pattern": f"^[^{control}]*$"})]
 
 
-# One value written as text (a number keeps its YAML text), without control characters.
-Line = Annotated[str, BeforeValidator(partial(_single_value, multiline=False)),
-                 WithJsonSchema({"type": "string", "pattern": f"^[^{CONTROL}]*$"})]
-
-
-# Text that may span lines (steps, descriptions): newlines and tabs, no other control.
-Text = Annotated[str, BeforeValidator(partial(_single_value, multiline=True)),
-                 WithJsonSchema({"type": "string", "pattern": f"^[^{MULTILINE_CONTROL}]*$"})]
+# A Line is one line; a Text may span lines (steps, descriptions): newlines and tabs only.
+Line = _single_value(CONTROL, multiline=False)
+Text = _single_value(r"\x00-\x08\x0b-\x1f\x7f", multiline=True)
 
 
 def _true_or_false(value: Any) -> bool:
@@ -153,89 +129,71 @@ def metachar_hint(value: str) -> str:
 
 
 class Rule:
-    """A check pydantic runs after the type's own (`check` returns the value or raises
-    `problem`), and what the check adds to the type's JSON Schema (`extend`)."""
+    """A check pydantic runs after the type's own: `fault(value)` is the `problem` of a
+    value it refuses, else None; `extend(schema)` is what it adds to the type's JSON
+    Schema."""
+
+    def __init__(self, fault: Callable[[Any], PydanticCustomError | None],
+                 extend: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self.fault, self.extend = fault, extend
 
     def check(self, value: Any) -> Any:
+        if (error := self.fault(value)) is not None:
+            raise error
         return value
-
-    def extend(self, schema: dict[str, Any]) -> None:
-        pass
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
         return core_schema.no_info_after_validator_function(self.check, handler(source))
 
     def __get_pydantic_json_schema__(self, core: Any, handler: Any) -> dict[str, Any]:
-        schema = dict(handler(core))
-        self.extend(schema)
-        return schema
+        schema = handler(core)
+        return {**schema, **self.extend(schema)}
 
 
-class Matches(Rule):
-    """Text that `regex` matches in full; else `'value' is not a valid WHAT` and `fix`."""
-
-    def __init__(self, regex: re.Pattern, what: str,
-                 fix: Callable[[str], str] = metachar_hint) -> None:
-        self.regex, self.what, self.fix = regex, what, fix
-
-    def check(self, value: str) -> str:
-        if not self.regex.fullmatch(value):
-            raise problem(f"{value!r} is not a valid {self.what}{self.fix(value)}")
-        return value
-
-    def extend(self, schema: dict[str, Any]) -> None:
-        schema["pattern"] = f"^(?:{self.regex.pattern})$"
+def matches(pattern: str, what: str, fix: Callable[[str], str] = metachar_hint) -> Rule:
+    """Text that `pattern` matches in full (`fullmatch`: `re.match` with `$` would accept a
+    value ending in a newline); else `'value' is not a valid WHAT` and `fix(value)`."""
+    regex = re.compile(pattern)
+    return Rule(lambda value: None if regex.fullmatch(value) else
+                problem(f"{value!r} is not a valid {what}{fix(value)}"),
+                lambda _: {"pattern": f"^(?:{pattern})$"})
 
 
-class NotEmpty(Rule):
+def not_empty(text: str) -> Rule:
     """A list or mapping that lists something; `text` says what to do when it is empty."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def check(self, value: Any) -> Any:
-        if not value:
-            raise problem(self.text)
-        return value
-
-    def extend(self, schema: dict[str, Any]) -> None:
-        schema["minProperties" if schema.get("type") == "object" else "minItems"] = 1
+    return Rule(lambda value: None if value else problem(text),
+                lambda schema: {"minProperties" if schema.get("type") == "object"
+                                else "minItems": 1})
 
 
-class NoneOf(Rule):
+def none_of(names: Iterable[str], why: Callable[[str], str]) -> Rule:
     """Text that is none of `names` (names something sets itself); `why(value)` says so."""
-
-    def __init__(self, names: Iterable[str], why: Callable[[str], str]) -> None:
-        self.names, self.why = frozenset(names), why
-
-    def check(self, value: str) -> str:
-        if value in self.names:
-            raise problem(self.why(value))
-        return value
-
-    def extend(self, schema: dict[str, Any]) -> None:
-        schema["not"] = {"enum": sorted(self.names)}
+    names = frozenset(names)
+    return Rule(lambda value: problem(why(value)) if value in names else None,
+                lambda _: {"not": {"enum": sorted(names)}})
 
 
-class EachOnce(Rule):
-    """A list that names each item once."""
-
-    def check(self, items: list) -> list:
-        for i, item in enumerate(items):
-            if item in items[:i]:
-                raise problem(f"{item!r} is listed twice; remove one", i)
-        return items
-
-    def extend(self, schema: dict[str, Any]) -> None:
-        schema["uniqueItems"] = True
+def _listed_twice(items: list) -> PydanticCustomError | None:
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            return problem(f"{item!r} is listed twice; remove one", i)
+    return None
 
 
-Unique = EachOnce()
+Unique = Rule(_listed_twice, lambda _: {"uniqueItems": True})  # a list that names each once
 
 
 def name_of(what: str) -> Any:
-    """The type of a name (of a component, an arch, a stack, ...): see NAME_RE."""
-    return Annotated[Line, Matches(NAME_RE, f"{what} (lowercase letters, digits, . _ + -)")]
+    """The type of a name (of a component, an arch, a stack, ...): safe in file names, tags
+    and shells."""
+    return Annotated[Line, matches(r"[a-z0-9][a-z0-9._+-]{0,127}",
+                                   f"{what} (lowercase letters, digits, . _ + -)")]
+
+
+def ref_of(what: str) -> Any:
+    """The type of a git ref or a version: no shell metacharacters, no whitespace, no
+    option-looking values."""
+    return Annotated[Line, matches(r"[A-Za-z0-9][A-Za-z0-9._/+@-]{0,254}", what)]
 
 
 # pydantic's own error kinds, worded as the rest (the rules above word their own).
@@ -287,11 +245,7 @@ def fail(file: str, data: Mapping, loc: tuple[str | int, ...], text: str) -> Use
 
 
 MAX_BYTES = 1 << 20  # 1 MiB: far more than any recipe or matrix needs
-
-
 MAX_DEPTH = 32
-
-
 MAX_NUMBER_CHARS = 64  # a 40-digit pin or a 64-digit sha256 written unquoted still loads
 
 
@@ -343,24 +297,22 @@ class _Loader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def _number_text(self, node: yaml.ScalarNode) -> None:
+    def _number(self, node: yaml.ScalarNode, kind: type[Int | Float],
+                construct: Callable[[yaml.ScalarNode], Any]) -> Int | Float:
         if len(node.value) > MAX_NUMBER_CHARS:
             raise _TooBig(
                 problem=f"a number of {len(node.value)} characters (at most "
                         f"{MAX_NUMBER_CHARS}); quote it if it is text",
                 problem_mark=node.start_mark)
+        out = kind(construct(node))
+        out.text = node.value
+        return out
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> Int:
-        self._number_text(node)
-        out = Int(super().construct_yaml_int(node))
-        out.text = node.value
-        return out
+        return self._number(node, Int, super().construct_yaml_int)
 
     def construct_yaml_float(self, node: yaml.ScalarNode) -> Float:
-        self._number_text(node)
-        out = Float(super().construct_yaml_float(node))
-        out.text = node.value
-        return out
+        return self._number(node, Float, super().construct_yaml_float)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Mapping:
         out = Mapping()
@@ -384,29 +336,19 @@ class _Loader(yaml.SafeLoader):
         out.lines = [child.start_mark.line + 1 for child in node.value]
         return out
 
+    yaml_constructors = {**yaml.SafeLoader.yaml_constructors,
+                         "tag:yaml.org,2002:map": construct_mapping,
+                         "tag:yaml.org,2002:seq": construct_sequence,
+                         "tag:yaml.org,2002:int": construct_yaml_int,
+                         "tag:yaml.org,2002:float": construct_yaml_float}
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
-                        _Loader.construct_sequence)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _Loader.construct_yaml_float)
-
-
-# Keep on/off/yes/no as strings: a recipe value `ENABLE_CK: off` must not become False;
-# and dates: an unquoted tag `2024-01-01` is the tag's name, not a date.
-_STRINGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _STRINGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    # Keep on/off/yes/no as strings: a recipe value `ENABLE_CK: off` must not become False;
+    # and dates: an unquoted tag `2024-01-01` is the tag's name, not a date.
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers
+                if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
 
 def load(path: Path, *, display: str | None = None) -> Mapping:
@@ -416,7 +358,7 @@ def load(path: Path, *, display: str | None = None) -> Mapping:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = text_line(exc.object, exc.start)
+        line = exc.object.count(b"\n", 0, exc.start) + 1
         raise UserError(f"{where}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); "
                         f"save the file as UTF-8") from None
     try:
@@ -434,8 +376,8 @@ def load(path: Path, *, display: str | None = None) -> Mapping:
     return data
 
 
-def read_regular(path: Path, *, where: str, limit: int = MAX_BYTES) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes, else one clear line."""
+def read_regular(path: Path, *, where: str) -> bytes:
+    """The bytes of a regular file of at most MAX_BYTES bytes, else one clear line."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
@@ -452,23 +394,18 @@ def read_regular(path: Path, *, where: str, limit: int = MAX_BYTES) -> bytes:
                     "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
                     else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file")
             raise UserError(f"{where}: {kind}, not a regular file; give a YAML file")
-        if info.st_size > limit:
-            raise UserError(f"{where}: {info.st_size} bytes, more than the {limit} a file "
+        if info.st_size > MAX_BYTES:
+            raise UserError(f"{where}: {info.st_size} bytes, more than the {MAX_BYTES} a file "
                             f"here may have; this is not a recipe file")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
+            data = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise UserError(f"{where}: cannot read ({exc.strerror})") from None
     finally:
         os.close(fd)
-    if len(data) > limit:
-        raise UserError(f"{where}: more than {limit} bytes; this is not a recipe file")
+    if len(data) > MAX_BYTES:
+        raise UserError(f"{where}: more than {MAX_BYTES} bytes; this is not a recipe file")
     return data
-
-
-def text_line(data: bytes, offset: int) -> int:
-    """The 1-based line of byte `offset` in `data`."""
-    return data.count(b"\n", 0, offset) + 1
 
 
 def line_at(data: Mapping, loc: tuple[str | int, ...]) -> int:

@@ -21,6 +21,7 @@ from wheelforge.core.types import GitSource, IndexSource, SdistSource
 from wheelforge.plan import make_plan
 from wheelforge.recipes import load
 from wheelforge.recipes.component import template_variables
+from wheelforge.recipes.yamlschema import control_problem
 
 BAD = Path(__file__).parent / "bad_recipes"
 BAD_DISPLAY = BAD.relative_to(ROOT).as_posix()
@@ -363,3 +364,9 @@ def test_missing_recipe_directory_is_one_line(tmp_path: Path):
         load(types.Inputs(recipes_dir=tmp_path / "nope"))
     assert str(caught.value) == (f"{tmp_path / 'nope' / 'matrix.yaml'}: no build matrix; "
                                  f"create it or pass --recipes DIR")
+
+
+def test_a_multiline_value_names_the_character_it_refuses():
+    """Newlines and tabs may appear in a step; the message names what may not."""
+    assert control_problem("make\nmake install\x01", multiline=True).startswith(
+        "contains the control character '\\x01';")

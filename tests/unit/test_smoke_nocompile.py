@@ -176,6 +176,23 @@ def test_only_compilers_the_suite_started_count(tmp_path: Path) -> None:
         "compiler started during x:y: ld.lld (pid 83): ld.lld -shared k.o"]
 
 
+def test_a_child_seen_before_its_exec_is_seen_again_as_the_compiler(tmp_path: Path) -> None:
+    """A shell forks (the child still shows as bash), a poll sees it, then it execs cc: the
+    same pid and start time, now a compiler."""
+    proc = tmp_path / "proc"
+    _fake_proc(proc, 50, 1, "python3", ["python3", "-m", "smoke"])
+    watcher = Watcher([tmp_path / "cache"], proc=str(proc), root_pid=50, interval=3600)
+    watcher.start()
+    watcher.begin("x:y")
+    _fake_proc(proc, 90, 50, "bash", ["bash", "-c", "cc k.c"])
+    watcher.checkpoint("x:y")
+    _fake_proc(proc, 90, 50, "cc", ["cc", "k.c"])  # exec: pid and start time unchanged
+    watcher.checkpoint("x:y")
+    watcher.stop()
+    assert [f.line() for f in watcher.findings] == [
+        "compiler started during x:y: cc (pid 90): cc k.c"]
+
+
 def test_without_proc_files_are_still_watched(tmp_path: Path) -> None:
     watcher = Watcher([tmp_path], proc=str(tmp_path / "no-proc")).start()
     watcher.stop()

@@ -92,10 +92,7 @@ def has_buildx() -> bool:
     return docker(["buildx", "version"], check=False, timeout=20).returncode == 0
 
 
-# The oldest engine and buildx this project supports (ci/setup-host.sh checks them).
-MIN_ENGINE = (26, 1)
-
-
+# The oldest buildx this project supports (ci/setup-host.sh checks it, and dockerd 26.1).
 MIN_BUILDX = (0, 13)
 
 

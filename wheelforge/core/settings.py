@@ -90,9 +90,6 @@ SETUP = "ci/setup-host.sh"  # read by the host setup script only
 BUILD = "build step"  # set by this package for the build step, never by a user
 
 
-TESTS = "tests"  # read by the test suite only
-
-
 @dataclass(frozen=True)
 class Var:
     name: str

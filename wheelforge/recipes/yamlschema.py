@@ -114,7 +114,7 @@ Flag = Annotated[bool, BeforeValidator(_true_or_false)]
 
 def control_problem(value: str, *, multiline: bool = False) -> str:
     """The problem text for a value holding a control character."""
-    bad = next(c for c in value if c < " " or c == "\x7f")
+    bad = next(c for c in value if (c < " " or c == "\x7f") and not (multiline and c in "\n\t"))
     if multiline:
         return (f"contains the control character {bad!r}; only newlines and tabs may "
                 f"appear here, remove it")

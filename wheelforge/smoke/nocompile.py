@@ -233,7 +233,9 @@ class Watcher:
     proc_note: str = ""
     current: str = ""
     _before: Snapshot = field(default_factory=dict)
-    _seen: set[tuple[int, int]] = field(default_factory=set)
+    # (pid, start, comm): a process seen between its fork and its exec is seen again as
+    # what it execs (a shell's child that becomes cc keeps its pid and start time)
+    _seen: set[tuple[int, int, str]] = field(default_factory=set)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -249,7 +251,7 @@ class Watcher:
         else:
             # Processes already running are not the checks' doing.
             for info in self._processes():
-                self._seen.add((info.pid, info.start))
+                self._seen.add((info.pid, info.start, info.comm))
             self._thread = threading.Thread(target=self._run, name="no-compile", daemon=True)
             self._thread.start()
         return self
@@ -311,10 +313,10 @@ class Watcher:
     def _poll_locked(self) -> None:
         infos = self._processes()
         by_pid = {i.pid: i for i in infos}
-        new = sorted((i for i in infos if (i.pid, i.start) not in self._seen),
+        new = sorted((i for i in infos if (i.pid, i.start, i.comm) not in self._seen),
                      key=lambda i: (i.start, i.pid))
         for info in new:
-            self._seen.add((info.pid, info.start))
+            self._seen.add((info.pid, info.start, info.comm))
             if info.pid == self.root_pid or not self._descends(info, by_pid):
                 continue
             argv = read_cmdline(info.pid, self.proc)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from tests.unit.conftest import ROOT, git_recipe, run_invoke, write_set
 from wheelforge.core import types
@@ -21,7 +22,7 @@ from wheelforge.core.types import GitSource, IndexSource, SdistSource
 from wheelforge.plan import make_plan
 from wheelforge.recipes import load
 from wheelforge.recipes.component import template_variables
-from wheelforge.recipes.yamlschema import control_problem
+from wheelforge.recipes.yamlschema import Text
 
 BAD = Path(__file__).parent / "bad_recipes"
 BAD_DISPLAY = BAD.relative_to(ROOT).as_posix()
@@ -368,5 +369,5 @@ def test_missing_recipe_directory_is_one_line(tmp_path: Path):
 
 def test_a_multiline_value_names_the_character_it_refuses():
     """Newlines and tabs may appear in a step; the message names what may not."""
-    assert control_problem("make\nmake install\x01", multiline=True).startswith(
-        "contains the control character '\\x01';")
+    with pytest.raises(ValidationError, match=r"contains the control character '\\x01';"):
+        TypeAdapter(Text).validate_python("make\nmake install\x01")

@@ -270,8 +270,8 @@ def split_patterns(patterns: str) -> list[str]:
         if len(pattern) > MAX_PATTERN:
             raise UserError(f"--cells: a glob of {len(pattern)} characters (at most "
                             f"{MAX_PATTERN}); shorten it")
-        if CONTROL_RE.search(pattern):
-            raise UserError(f"--cells {pattern!r}: {control_problem(pattern)}")
+        if bad := CONTROL_RE.search(pattern):
+            raise UserError(f"--cells {pattern!r}: {control_problem(bad.group())}")
         _check_brackets(pattern)
     return items
 

@@ -86,8 +86,8 @@ def _single_value(control: str, *, multiline: bool) -> Any:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise problem("must be a single value (a string)")
         value = text_of(value)
-        if found(value):
-            raise problem(control_problem(value, multiline=multiline))
+        if bad := found(value):
+            raise problem(control_problem(bad.group(), multiline=multiline))
         return value
 
     return Annotated[str, BeforeValidator(check),
@@ -112,9 +112,8 @@ def _true_or_false(value: Any) -> bool:
 Flag = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
-def control_problem(value: str, *, multiline: bool = False) -> str:
-    """The problem text for a value holding a control character."""
-    bad = next(c for c in value if (c < " " or c == "\x7f") and not (multiline and c in "\n\t"))
+def control_problem(bad: str, *, multiline: bool = False) -> str:
+    """The problem text for a value holding the control character `bad`."""
     if multiline:
         return (f"contains the control character {bad!r}; only newlines and tabs may "
                 f"appear here, remove it")
